@@ -1,0 +1,156 @@
+"""Cell records -> the adapter x task matrix of primary scores, and its views.
+
+Rows are adapter ids with the base model first, columns are task names in sorted order.
+The delta view subtracts the base row from every adapter row (adapters only).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latent_traits.eval.records import BASE_ADAPTER_ID, primary_score
+
+from .errors import MissingCellsError, RecordConflictError
+
+MISSING_POLICIES = ("error", "drop_rows", "drop_columns")
+
+
+def _where(record: dict[str, Any]) -> str:
+    return record.get("_path", f"{record['adapter']['id']}/{record['task']['name']}")
+
+
+def _created_at(record: dict[str, Any]) -> tuple[datetime, str]:
+    try:
+        when = datetime.fromisoformat(record.get("created_at") or "")
+    except ValueError:
+        when = datetime.min
+    if when.tzinfo is None:  # naive stamps are read as UTC so they compare with aware ones
+        when = when.replace(tzinfo=timezone.utc)
+    return when, _where(record)
+
+
+def _check_unique(records: list[dict[str, Any]], what: str, key) -> None:
+    first: dict[Any, dict[str, Any]] = {}
+    for record in records:
+        group, value = key(record)
+        seen = first.setdefault(group, record)
+        if key(seen)[1] != value:
+            raise RecordConflictError(
+                f"cannot put {what} {key(seen)[1]!r} ({_where(seen)}) and {value!r} "
+                f"({_where(record)}) in one matrix; keep one of them under the records dir"
+            )
+
+
+def select_cells(
+    records: list[dict[str, Any]], model_name: str | None = None
+) -> list[dict[str, Any]]:
+    """Check that records belong together and keep the newest record per (adapter, task).
+
+    Raises RecordConflictError when records come from different model names (or from another
+    model than `model_name`) or from different versions of one task."""
+    if model_name is not None:
+        for record in records:
+            if record["model"]["name"] != model_name:
+                raise RecordConflictError(
+                    f"record {_where(record)} is for model {record['model']['name']!r}, "
+                    f"but the analysis is for model {model_name!r}"
+                )
+    _check_unique(records, "model", lambda r: (None, r["model"]["name"]))
+    _check_unique(
+        records,
+        "task version",
+        lambda r: (r["task"]["name"], f"{r['task']['name']} v{r['task'].get('version')}"),
+    )
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        cell = (record["adapter"]["id"], record["task"]["name"])
+        if cell not in newest or _created_at(record) > _created_at(newest[cell]):
+            newest[cell] = record
+    return [newest[cell] for cell in sorted(newest)]
+
+
+def _pivot(cells: list[dict[str, Any]], value) -> pd.DataFrame:
+    rows = [(r["adapter"]["id"], r["task"]["name"], value(r)) for r in cells]
+    frame = pd.DataFrame(rows, columns=["adapter", "task", "value"])
+    table = frame.pivot(index="adapter", columns="task", values="value")
+    adapters = sorted(set(table.index) - {BASE_ADAPTER_ID})
+    order = ([BASE_ADAPTER_ID] if BASE_ADAPTER_ID in table.index else []) + adapters
+    table = table.reindex(index=order, columns=sorted(table.columns))
+    table.index.name, table.columns.name = "adapter", "task"
+    return table
+
+
+def score_matrix(cells: list[dict[str, Any]]) -> pd.DataFrame:
+    """Primary score per (adapter, task); NaN where a cell has no record."""
+    return _pivot(cells, primary_score).astype(float)
+
+
+def count_matrix(cells: list[dict[str, Any]]) -> pd.DataFrame:
+    """Number of evaluated examples (data.n) per cell; NaN where a cell has no record."""
+    return _pivot(cells, lambda r: r.get("data", {}).get("n", np.nan)).astype(float)
+
+
+def missing_cells(matrix: pd.DataFrame) -> list[tuple[str, str]]:
+    return [(a, t) for a in matrix.index for t in matrix.columns if pd.isna(matrix.at[a, t])]
+
+
+def apply_missing_policy(matrix: pd.DataFrame, policy: str = "error") -> pd.DataFrame:
+    """Resolve cells without a record: `error` lists them, `drop_rows` drops adapters that
+    lack any cell, `drop_columns` drops tasks that lack any cell."""
+    if policy not in MISSING_POLICIES:
+        raise MissingCellsError(
+            f"analysis.missing={policy!r} is not one of {', '.join(MISSING_POLICIES)}"
+        )
+    missing = missing_cells(matrix)
+    if not missing:
+        return matrix
+    if policy == "error":
+        listed = ", ".join(f"{a} x {t}" for a, t in missing)
+        raise MissingCellsError(
+            f"{len(missing)} cell(s) of the adapter x task matrix have no record: {listed}. "
+            "Run `python evaluate.py` to fill them, or set analysis.missing=drop_rows "
+            "(drop those adapters) or analysis.missing=drop_columns (drop those tasks)"
+        )
+    axis = 0 if policy == "drop_rows" else 1
+    kept = matrix.dropna(axis=axis, how="any")
+    if kept.size == 0:
+        raise MissingCellsError(f"analysis.missing={policy} left an empty matrix")
+    return kept
+
+
+def adapter_rows(matrix: pd.DataFrame) -> pd.DataFrame:
+    """The matrix without the base row."""
+    return matrix.drop(index=BASE_ADAPTER_ID, errors="ignore")
+
+
+def delta_view(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Adapter rows minus the base row: the change each adapter makes on each task."""
+    if BASE_ADAPTER_ID not in matrix.index:
+        raise MissingCellsError(
+            f"the delta view needs the {BASE_ADAPTER_ID!r} row, which has no (complete) records; "
+            "evaluate the base model with `python evaluate.py`, or set analysis.view=raw "
+            "or analysis.missing=drop_columns"
+        )
+    return adapter_rows(matrix) - matrix.loc[BASE_ADAPTER_ID]
+
+
+def stand_in_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cells whose evaluation data, or whose adapter's training data, is an offline stand-in."""
+    found = []
+    for r in cells:
+        train = r["adapter"].get("train_data") or {}
+        eval_stand_in = bool(r.get("data", {}).get("stand_in"))
+        if eval_stand_in or train.get("stand_in"):
+            found.append(
+                {
+                    "adapter": r["adapter"]["id"],
+                    "task": r["task"]["name"],
+                    "eval_data": r["data"].get("source") if eval_stand_in else None,
+                    "train_data": train.get("source") if train.get("stand_in") else None,
+                }
+            )
+    return found
