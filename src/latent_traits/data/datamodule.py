@@ -1,0 +1,91 @@
+"""Tokenise training examples in the study's prompt format and batch them for Lightning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from latent_traits.data.prompts import format_prompt, truncate_input
+from latent_traits.data.spec import TaskSpec
+from latent_traits.errors import LatentTraitsError
+
+IGNORE_INDEX = -100
+LOSS_SPANS = ("full", "response")
+
+
+def encode_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | None) -> list[int]:
+    """Prompt token ids; shared by training and evaluation so both see identical tokens."""
+    prompt = format_prompt(spec, truncate_input(text, tokenizer, max_input_tokens))
+    return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+
+
+def encode_target(target: str, tokenizer) -> list[int]:
+    """The answer tokenised on its own, then end-of-text: evaluation scores labels the same way."""
+    return tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def encode_training_example(
+    spec: TaskSpec, example: dict[str, Any], tokenizer, max_length: int,
+    max_input_tokens: int | None, loss_span: str,
+) -> dict[str, list[int]]:
+    if loss_span not in LOSS_SPANS:
+        raise LatentTraitsError(f"data.loss_span={loss_span!r} is not one of {LOSS_SPANS}")
+    prompt_ids = encode_prompt(spec, example["input"], tokenizer, max_input_tokens)
+    target_ids = encode_target(example["target"], tokenizer)
+    overflow = len(prompt_ids) + len(target_ids) - max_length
+    if overflow > 0:  # keep the answer whole: cut the prompt's tail end of the input instead
+        if overflow >= len(prompt_ids):
+            target_ids = target_ids[: max_length - 1]
+            prompt_ids = prompt_ids[:1]
+        else:
+            prompt_ids = prompt_ids[: len(prompt_ids) - overflow]
+    input_ids = prompt_ids + target_ids
+    if loss_span == "full":
+        labels = list(input_ids)
+    else:
+        labels = [IGNORE_INDEX] * len(prompt_ids) + target_ids
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def collate_right_padded(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(b["input_ids"]) for b in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        n = len(item["input_ids"])
+        input_ids[row, :n] = torch.tensor(item["input_ids"])
+        labels[row, :n] = torch.tensor(item["labels"])
+        attention[row, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+class SourceDataModule(L.LightningDataModule):
+    def __init__(self, spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, batch_size: int,
+                 max_length: int, max_input_tokens: int | None, loss_span: str, seed: int,
+                 num_workers: int = 0):
+        super().__init__()
+        self.spec, self.examples, self.tokenizer = spec, examples, tokenizer
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.encoded = [
+            encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
+            for e in examples
+        ]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(e["input_ids"]) for e in self.encoded)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        pad_id = self.tokenizer.pad_token_id
+        return DataLoader(
+            self.encoded, batch_size=self.batch_size, shuffle=True, generator=generator,
+            collate_fn=lambda batch: collate_right_padded(batch, pad_id),
+            num_workers=self.num_workers, drop_last=False,
+        )
+
+

@@ -1,0 +1,66 @@
+"""Task specs: one per dataset, shared by source datasets (training) and target tasks (evaluation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from latent_traits.errors import LatentTraitsError
+
+TASK_TYPES = ("classification", "generation")
+SCORERS = ("exact_label", "numeric")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    type: str
+    version: str
+    cue: str
+    scorer: str
+    instruction: str | None = None
+    labels: tuple[str, ...] | None = None
+    tags: tuple[str, ...] = ()
+    max_new_tokens: int = 16
+    stop: tuple[str, ...] = ()
+    offline: Mapping[str, Any] = field(default_factory=dict)
+    hub: Mapping[str, Any] | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.type not in TASK_TYPES:
+            raise LatentTraitsError(f"task {self.name!r}: type {self.type!r} is not one of {TASK_TYPES}")
+        if self.scorer not in SCORERS:
+            raise LatentTraitsError(f"task {self.name!r}: scorer {self.scorer!r} is not one of {SCORERS}")
+        if self.type == "classification" and not self.labels:
+            raise LatentTraitsError(f"task {self.name!r}: a classification task needs `labels`")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.type == "classification"
+
+    @property
+    def stand_in(self) -> bool:
+        return bool(self.offline.get("stand_in", False))
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "TaskSpec":
+        from omegaconf import DictConfig, OmegaConf
+
+        data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        for key in ("labels", "tags", "stop"):
+            if data.get(key) is not None:
+                data[key] = tuple(str(x) for x in data[key])
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise LatentTraitsError(
+                f"task {data.get('name')!r}: unknown keys {sorted(unknown)}; valid keys: {sorted(known)}"
+            )
+        return cls(**data)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version, "type": self.type, "tags": list(self.tags),
+            "labels": list(self.labels) if self.labels else None, "scorer": self.scorer,
+        }

@@ -1,0 +1,69 @@
+"""The LightningModule: a peft LoRA-adapted causal LM, AdamW and a warmup + cosine schedule."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+from latent_traits.errors import LatentTraitsError
+
+PEFT_TASK_TYPE = "CAUSAL_LM"
+NON_PEFT_KEYS = ("name",)
+
+
+def build_lora_config(lora_cfg: dict[str, Any]) -> LoraConfig:
+    kwargs = {k: v for k, v in lora_cfg.items() if k not in NON_PEFT_KEYS}
+    try:
+        return LoraConfig(task_type=PEFT_TASK_TYPE, **kwargs)
+    except TypeError as err:
+        raise LatentTraitsError(f"lora config: {err}; see conf/lora/default.yaml for valid keys") from err
+
+
+class LoRAFineTuner(L.LightningModule):
+    def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any]):
+        super().__init__()
+        self.model = get_peft_model(base_model, build_lora_config(lora_cfg))
+        self.optim_cfg = dict(optim_cfg)
+        self.tokens_seen = 0
+        self.last_loss: float | None = None
+        self._step_started = time.perf_counter()
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        if not torch.isfinite(loss):
+            raise LatentTraitsError(
+                f"training loss became {loss.item()} at step {self.global_step}; lower optim.lr or "
+                "check the data (an empty answer span gives NaN with loss_span=response)"
+            )
+        tokens = int(batch["attention_mask"].sum())
+        self.tokens_seen += tokens
+        now = time.perf_counter()
+        tokens_per_s = tokens / max(now - self._step_started, 1e-9)
+        self._step_started = now
+        self.last_loss = float(loss.detach())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].shape[0])
+        self.log("train/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True)
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.optim_cfg["lr"],
+                                      weight_decay=self.optim_cfg.get("weight_decay", 0.0))
+        total = self.trainer.estimated_stepping_batches
+        warmup = self.optim_cfg.get("warmup_steps", 0)
+        scheduler_name = self.optim_cfg.get("scheduler", "cosine")
+        if scheduler_name == "cosine":
+            scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+        elif scheduler_name == "constant":
+            scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+        else:
+            raise LatentTraitsError(f"optim.scheduler={scheduler_name!r}: use cosine or constant")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,144 @@
+"""One training job: a LoRA adapter for (model, source dataset, LoRA config, seed)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from latent_traits.config import to_plain
+from latent_traits.data.datamodule import SourceDataModule
+from latent_traits.data.load import load_examples
+from latent_traits.data.spec import TaskSpec
+from latent_traits.errors import LatentTraitsError
+from latent_traits.io import provenance, read_json, stable_hash, write_json
+from latent_traits.model.factory import load_tokenizer_and_model
+from latent_traits.model.lora_module import LoRAFineTuner
+
+log = logging.getLogger(__name__)
+TRAIN_RESULT = "train_result.json"
+
+
+def adapter_id(cfg: DictConfig) -> str:
+    """<source>/<lora name>_r<r>_s<seed>[_<tag>]: stable, readable, one per sweep point."""
+    name = f"{cfg.lora.name}_r{cfg.lora.r}_s{cfg.seed}"
+    if cfg.get("tag"):
+        name += f"_{cfg.tag}"
+    return f"{cfg.source_dataset.name}/{name}"
+
+
+def adapter_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.adapters_dir) / cfg.model.name / adapter_id(cfg)
+
+
+def training_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that changes the trained weights; its hash decides whether a job is done."""
+    trainer = to_plain(cfg.trainer)
+    return {
+        "model": to_plain(cfg.model), "source_dataset": to_plain(cfg.source_dataset),
+        "lora": to_plain(cfg.lora), "optim": to_plain(cfg.optim), "data": to_plain(cfg.data),
+        "seed": cfg.seed,
+        "trainer": {k: trainer.get(k) for k in ("max_steps", "max_epochs", "accumulate_grad_batches",
+                                                "gradient_clip_val", "precision")},
+    }
+
+
+def finished_result(out_dir: Path, settings_hash: str, overwrite: bool) -> dict[str, Any] | None:
+    result_path = out_dir / TRAIN_RESULT
+    if overwrite or not result_path.is_file():
+        return None
+    result = read_json(result_path)
+    if result.get("status") != "complete":
+        return None
+    if result.get("settings_hash") != settings_hash:
+        raise LatentTraitsError(
+            f"{out_dir} already holds an adapter trained with other settings "
+            f"(settings hash {result.get('settings_hash')} vs {settings_hash}); keep both with "
+            "tag=<name>, or replace it with train.overwrite=true"
+        )
+    return result
+
+
+def build_logger(cfg: DictConfig):
+    logger_cfg = cfg.get("logger")
+    if not logger_cfg or "_target_" not in logger_cfg:
+        return None
+    logger = instantiate(logger_cfg)
+    logger.log_hyperparams(to_plain(cfg))
+    return logger
+
+
+def finish_logger(logger) -> None:
+    if logger is not None and type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()
+
+
+def train_adapter(cfg: DictConfig) -> dict[str, Any]:
+    """Train (or skip, when finished) one adapter; return its train_result."""
+    settings = training_settings(cfg)
+    settings_hash = stable_hash(settings)
+    out_dir = adapter_dir(cfg)
+    done = finished_result(out_dir, settings_hash, bool(cfg.train.overwrite))
+    if done is not None:
+        log.info("Skipping %s: a finished adapter with the same settings exists", out_dir)
+        return done
+
+    L.seed_everything(cfg.seed, workers=True)
+    spec = TaskSpec.from_config(cfg.source_dataset.task)
+    examples, data_provenance = load_examples(
+        spec, split=cfg.source_dataset.split, n=cfg.source_dataset.n, seed=cfg.seed,
+        source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,
+    )
+    tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
+    datamodule = SourceDataModule(
+        spec, examples, tokenizer, batch_size=cfg.data.batch_size, max_length=cfg.data.max_length,
+        max_input_tokens=cfg.data.max_input_tokens, loss_span=cfg.data.loss_span, seed=cfg.seed,
+        num_workers=cfg.data.num_workers,
+    )
+    module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim))
+    trainable, total = module.model.get_nb_trainable_parameters()
+    log.info("Training %s on %d examples (%d tokens); %d of %d parameters trainable",
+             adapter_id(cfg), len(examples), datamodule.n_tokens, trainable, total)
+
+    logger = build_logger(cfg)
+    started = time.perf_counter()
+    try:
+        trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
+                              default_root_dir=cfg.paths.output_dir)
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        finish_logger(logger)
+    wall_time = time.perf_counter() - started
+
+    result = {
+        "status": "complete",
+        "adapter_id": adapter_id(cfg),
+        "model": {"name": cfg.model.name, "source": cfg.model.source},
+        "source_dataset": spec.name,
+        "task": spec.to_record(),
+        "settings_hash": settings_hash,
+        "settings": settings,
+        "data": data_provenance,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "steps": int(trainer.global_step),
+        "tokens_seen": module.tokens_seen,
+        "final_loss": module.last_loss,
+        "wall_time_s": round(wall_time, 2),
+        "tokens_per_s": round(module.tokens_seen / max(wall_time, 1e-9), 1),
+        **provenance(),
+    }
+    from latent_traits.io import atomic_path
+
+    with atomic_path(out_dir) as tmp:
+        module.model.save_pretrained(str(tmp))
+        write_json(tmp / TRAIN_RESULT, result)
+    log.info("Adapter written to %s (final loss %.4f, %.1f s)", out_dir, module.last_loss or float("nan"), wall_time)
+    return result

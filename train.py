@@ -1,0 +1,18 @@
+"""Train one LoRA adapter per job: python train.py -m source_dataset=imdb,goat,gsm8k"""
+
+import hydra
+from omegaconf import DictConfig
+
+import latent_traits.config  # noqa: F401  (registers the config resolvers)
+from latent_traits.errors import exit_on_user_error
+from latent_traits.train.run import train_adapter
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    train_adapter(cfg)
+
+
+if __name__ == "__main__":
+    main()
