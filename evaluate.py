@@ -1,0 +1,18 @@
+"""Evaluate the base model and every trained adapter on every target task: python evaluate.py"""
+
+import hydra
+from omegaconf import DictConfig
+
+import latent_traits.config  # noqa: F401  (registers the config resolvers)
+from latent_traits.errors import exit_on_user_error
+from latent_traits.eval.runner import evaluate_all
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    evaluate_all(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Run one (model, task) cell: predictions in the record's row format, then its metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from latent_traits.data.datamodule import encode_prompt
+from latent_traits.data.spec import TaskSpec
+from latent_traits.eval.decoding import constrained_choice, generate, loglik_choice, score_labels
+from latent_traits.eval.metrics import classification_metrics, numeric_metrics
+from latent_traits.eval.scorers import reference_answer, score_numeric
+from latent_traits.errors import LatentTraitsError
+
+CLASSIFICATION_MODES = {"constrained": constrained_choice, "loglik": None}
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first) to waste little padding."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], prompts: list[list[int]],
+                       batch_size: int, mode: str, progress: Callable) -> list[dict[str, Any]]:
+    if mode not in CLASSIFICATION_MODES:
+        raise LatentTraitsError(f"eval.decoding.classification={mode!r}: use constrained or loglik")
+    labels = list(spec.labels)
+    label_tokens = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    rows: list[dict[str, Any] | None] = [None] * len(examples)
+    for batch in progress(length_sorted_batches([len(p) for p in prompts], batch_size)):
+        scores = score_labels(model, [prompts[i] for i in batch], label_tokens,
+                              tokenizer.pad_token_id, tokenizer.eos_token_id)
+        for i, s in zip(batch, scores):
+            chosen = labels[constrained_choice(label_tokens, s) if mode == "constrained" else loglik_choice(s)]
+            rows[i] = {
+                "id": examples[i]["id"], "reference": examples[i]["label"], "raw_output": chosen,
+                "parsed": chosen, "correct": chosen == examples[i]["label"],
+                "output_chars": len(chosen), "output_tokens": len(label_tokens[labels.index(chosen)]),
+                "label_scores": dict(zip(labels, (round(t, 5) for t in s.totals))),
+            }
+    return rows  # type: ignore[return-value]
+
+
+def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], prompts: list[list[int]],
+                   batch_size: int, decoding: dict[str, Any], progress: Callable) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any] | None] = [None] * len(examples)
+    cap = decoding.get("max_new_tokens_cap")
+    max_new_tokens = min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens
+    for batch in progress(length_sorted_batches([len(p) for p in prompts], batch_size)):
+        outputs = generate(
+            model, tokenizer, [prompts[i] for i in batch], max_new_tokens=max_new_tokens,
+            stop=list(spec.stop), do_sample=bool(decoding.get("do_sample", False)),
+            temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
+        )
+        for i, text in zip(batch, outputs):
+            reference = reference_answer(examples[i])
+            scored = score_numeric(text, reference)
+            rows[i] = {
+                "id": examples[i]["id"], "reference": reference, "raw_output": text,
+                "parsed": scored["flexible"], "parsed_strict": scored["strict"],
+                "correct": scored["flexible_correct"], "strict_correct": scored["strict_correct"],
+                "flexible_correct": scored["flexible_correct"], "output_chars": len(text),
+                "output_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+            }
+    return rows  # type: ignore[return-value]
+
+
+def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_size: int,
+             max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "") -> tuple[list[dict], dict, str, int]:
+    """Returns (prediction rows, metrics, primary metric name, number of invalid outputs)."""
+    prompts = [encode_prompt(spec, e["input"], tokenizer, max_input_tokens) for e in examples]
+
+    def progress(batches):
+        return tqdm(batches, desc=desc or spec.name, unit="batch", leave=False)
+
+    if spec.is_classification:
+        rows = run_classification(model, tokenizer, spec, examples, prompts, batch_size,
+                                  decoding.get("classification", "constrained"), progress)
+        return rows, classification_metrics(rows, list(spec.labels)), "accuracy", 0
+    rows = run_generation(model, tokenizer, spec, examples, prompts, batch_size, decoding, progress)
+    n_invalid = sum(r["parsed"] is None for r in rows)
+    return rows, numeric_metrics(rows), "flexible_extract", n_invalid

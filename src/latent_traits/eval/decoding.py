@@ -1,0 +1,131 @@
+"""Decoding for evaluation: label scoring with constrained choice, and batched greedy generation.
+
+Label scoring runs the prompt once (left-padded batch, explicit position ids so padding never
+changes a result), then feeds each label's tokens on a copy of the prompt's KV cache. From the
+per-token log-probabilities it derives both decisions the study uses:
+- constrained choice: greedy token by token among the label strings, as vLLM's guided choice;
+- log-likelihood ranking: the label with the highest total log-probability.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LabelScores:
+    token_logprobs: list[list[float]]  # per label: log p of each of its tokens given the prefix
+    eos_logprobs: list[float]          # per label: log p of end-of-text right after it
+
+    @property
+    def totals(self) -> list[float]:
+        return [sum(lps) for lps in self.token_logprobs]
+
+
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        attention[row, width - len(seq):] = 1
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, attention, positions
+
+
+@torch.no_grad()
+def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]], pad_id: int,
+                 eos_id: int) -> list[LabelScores]:
+    device = next(model.parameters()).device
+    input_ids, attention, positions = (t.to(device) for t in left_pad(prompts, pad_id))
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    last_pos = positions[:, -1:]
+    batch = len(prompts)
+    token_lps = [[[] for _ in label_tokens] for _ in range(batch)]
+    eos_lps = [[0.0] * len(label_tokens) for _ in range(batch)]
+    for j, tokens in enumerate(label_tokens):
+        k = len(tokens)
+        label_ids = torch.tensor(tokens, device=device).expand(batch, k)
+        step = model(
+            input_ids=label_ids,
+            attention_mask=torch.cat([attention, torch.ones(batch, k, dtype=attention.dtype, device=device)], 1),
+            position_ids=last_pos + 1 + torch.arange(k, device=device),
+            past_key_values=copy.deepcopy(out.past_key_values), use_cache=True,
+        )
+        lps = torch.log_softmax(step.logits.float(), dim=-1)  # (batch, k, vocab)
+        for b in range(batch):
+            token_lps[b][j] = [float(first[b, tokens[0]])] + [
+                float(lps[b, i - 1, tokens[i]]) for i in range(1, k)
+            ]
+            eos_lps[b][j] = float(lps[b, k - 1, eos_id])
+    return [LabelScores(token_lps[b], eos_lps[b]) for b in range(batch)]
+
+
+def constrained_choice(label_tokens: list[list[int]], scores: LabelScores) -> int:
+    """Greedy decoding restricted to the label strings: at each step take the most likely allowed
+    token (end-of-text is allowed where a label is complete); return the chosen label's index."""
+    candidates = list(range(len(label_tokens)))
+    position = 0
+    while True:
+        options: dict[object, tuple[float, list[int]]] = {}
+        for c in candidates:
+            if position == len(label_tokens[c]):
+                key, lp = "<end>", scores.eos_logprobs[c]
+            else:
+                key, lp = label_tokens[c][position], scores.token_logprobs[c][position]
+            best = options.get(key)
+            options[key] = (lp, (best[1] if best else []) + [c])
+        key, (lp, members) = max(options.items(), key=lambda item: item[1][0])
+        if key == "<end>" or len(members) == 1 and position + 1 >= len(label_tokens[members[0]]):
+            return members[0]
+        candidates = members
+        position += 1
+
+
+def loglik_choice(scores: LabelScores) -> int:
+    totals = scores.totals
+    return max(range(len(totals)), key=totals.__getitem__)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
+             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
+    """Continue each prompt (one left-padded batch); cut each output at its first stop string."""
+    device = next(model.parameters()).device
+    input_ids, attention, _ = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
+    kwargs = {"do_sample": do_sample}
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    # a stop string that is one token stops like end-of-text; HF's stop-string matcher costs
+    # about a third of each CPU decoding step, so it is used only for multi-token stops
+    stop_ids = [tokenizer.eos_token_id]
+    multi_token_stops = []
+    for s in stop:
+        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            stop_ids.append(ids[0])
+        else:
+            multi_token_stops.append(s)
+    if multi_token_stops:
+        kwargs.update(stop_strings=multi_token_stops, tokenizer=tokenizer)
+    output = model.generate(
+        input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **kwargs,
+    )
+    texts = tokenizer.batch_decode(output[:, input_ids.shape[1]:], skip_special_tokens=True)
+    return [cut_at_stop(text, stop) for text in texts]
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    cut = len(text)
+    for s in stop:
+        index = text.find(s)
+        if index != -1:
+            cut = min(cut, index)
+    return text[:cut]

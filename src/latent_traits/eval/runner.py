@@ -1,0 +1,187 @@
+"""Fill the adapter x task matrix in one process: the base model stays resident, adapters switch in place."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from omegaconf import DictConfig
+
+from latent_traits.config import target_specs, to_plain
+from latent_traits.data.load import load_examples
+from latent_traits.errors import LatentTraitsError
+from latent_traits.eval.cells import run_cell
+from latent_traits.eval.records import (BASE_ADAPTER_ID, SCHEMA_VERSION, predictions_path, read_json,
+                                        record_path)
+from latent_traits.io import provenance, stable_hash, write_json, write_jsonl
+from latent_traits.model.factory import load_tokenizer_and_model
+from latent_traits.train.run import TRAIN_RESULT
+
+log = logging.getLogger(__name__)
+TRAIN_COMMAND = "python train.py -m source_dataset=imdb,goat,gsm8k"
+
+
+@dataclass
+class Adapter:
+    id: str
+    path: Path | None
+    train_result: dict[str, Any] | None
+
+    @property
+    def is_base(self) -> bool:
+        return self.path is None
+
+
+BASE = Adapter(BASE_ADAPTER_ID, None, None)
+
+
+def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any = "all") -> list[Adapter]:
+    """Finished adapters of this base model (a train_result.json with status complete)."""
+    root = Path(adapters_dir) / model_name
+    found = []
+    for result_path in sorted(root.glob(f"*/*/{TRAIN_RESULT}")):
+        result = read_json(result_path)
+        if result.get("status") != "complete":
+            continue
+        trained_on = result.get("model", {}).get("name")
+        if trained_on != model_name:
+            raise LatentTraitsError(
+                f"adapter {result_path.parent} was trained on base model {trained_on!r}, not "
+                f"{model_name!r}; evaluate it with model={trained_on}"
+            )
+        found.append(Adapter(result["adapter_id"], result_path.parent, result))
+    if selection not in (None, "all"):
+        wanted = list(selection)
+        unknown = sorted(set(wanted) - {a.id for a in found})
+        if unknown:
+            raise LatentTraitsError(f"eval.adapters: no finished adapters {unknown} under {root}; "
+                                    f"trained: {[a.id for a in found]}")
+        found = [a for a in found if a.id in wanted]
+    return found
+
+
+class ResidentModel:
+    """One base model in memory; LoRA adapters are loaded into it and switched in place."""
+
+    def __init__(self, base_model):
+        self.base = base_model
+        self.peft = None
+        self.active: str | None = None
+
+    @contextlib.contextmanager
+    def use(self, adapter: Adapter) -> Iterator[Any]:
+        if adapter.is_base:
+            if self.peft is None:
+                yield self.base
+            else:
+                with self.peft.disable_adapter():
+                    yield self.peft
+            return
+        name = "adapter_" + stable_hash(adapter.id, 8)  # peft names cannot hold '/' or '.'
+        if self.peft is None:
+            from peft import PeftModel
+
+            self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
+        elif name not in self.peft.peft_config:
+            self.peft.load_adapter(str(adapter.path), adapter_name=name)
+        self.peft.set_adapter(name)
+        if self.active not in (None, name):  # keep one adapter in memory at a time
+            self.peft.delete_adapter(self.active)
+        self.active = name
+        self.peft.eval()
+        yield self.peft
+
+
+def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> dict[str, Any]:
+    return {
+        "model": to_plain(cfg.model),
+        "adapter": {"id": adapter.id, "train_settings_hash": (adapter.train_result or {}).get("settings_hash")},
+        "task": {**spec.to_record(), "max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop),
+                 "instruction": spec.instruction, "cue": spec.cue},
+        "data": {k: data_prov[k] for k in ("source", "split", "n", "seed", "hash")},
+        "decoding": {**to_plain(cfg.eval.decoding), "max_input_tokens": cfg.data.max_input_tokens},
+    }
+
+
+def is_finished(path: Path, settings_hash: str) -> bool:
+    if not path.is_file():
+        return False
+    record = read_json(path)
+    return record.get("status") == "complete" and record.get("settings_hash") == settings_hash
+
+
+def evaluate_all(cfg: DictConfig) -> list[Path]:
+    """Evaluate the base model and every selected adapter on every target task; return record paths."""
+    model_name = cfg.model.name
+    adapters = discover_adapters(cfg.paths.adapters_dir, model_name, cfg.eval.adapters)
+    if not adapters and not cfg.eval.get("allow_base_only", False):
+        raise LatentTraitsError(
+            f"no trained adapters for model {model_name!r} under {Path(cfg.paths.adapters_dir) / model_name}; "
+            f"train some first, e.g. `{TRAIN_COMMAND}` (or evaluate the base model alone with "
+            "+eval.allow_base_only=true)"
+        )
+    tasks = []
+    for spec, entry in target_specs(cfg):
+        examples, data_prov = load_examples(
+            spec, split=entry.get("split", "test"), n=entry.get("n"), seed=cfg.seed,
+            source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,
+        )
+        tasks.append((spec, examples, data_prov))
+    if not tasks:
+        raise LatentTraitsError("no target tasks selected; e.g. 'target_task=[imdb,goat]'")
+
+    grid = ([BASE] if cfg.eval.include_base else []) + adapters
+    pending = []
+    for adapter in grid:
+        for spec, examples, data_prov in tasks:
+            settings = cell_settings(cfg, adapter, spec, data_prov)
+            path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
+            if is_finished(path, stable_hash(settings)):
+                log.info("Skipping %s x %s: finished with the same settings", adapter.id, spec.name)
+            else:
+                pending.append((adapter, spec, examples, data_prov, settings))
+    log.info("%d of %d cells to evaluate (%d adapters incl. base x %d tasks)",
+             len(pending), len(grid) * len(tasks), len(grid), len(tasks))
+    written = []
+    if not pending:
+        return written
+    tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
+    base_model.eval()
+    resident = ResidentModel(base_model)
+    tokenizer.padding_side = "left"
+    for adapter, spec, examples, data_prov, settings in pending:
+        with resident.use(adapter) as model:
+            started = time.perf_counter()
+            rows, metrics, primary, n_invalid = run_cell(
+                model, tokenizer, spec, examples, batch_size=cfg.eval.batch_size,
+                max_input_tokens=cfg.data.max_input_tokens, decoding=to_plain(cfg.eval.decoding),
+                desc=f"{adapter.id} x {spec.name}",
+            )
+            seconds = time.perf_counter() - started
+        record = {
+            "schema_version": SCHEMA_VERSION, "status": "complete",
+            "model": {"name": model_name, "source": cfg.model.source},
+            "adapter": {
+                "id": adapter.id, "path": str(adapter.path) if adapter.path else None,
+                "source_dataset": (adapter.train_result or {}).get("source_dataset"),
+                "train_config": (adapter.train_result or {}).get("settings"),
+                "train_data": (adapter.train_result or {}).get("data"),
+            },
+            "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
+            "settings_hash": stable_hash(settings), "metrics": metrics, "primary_metric": primary,
+            "n_invalid": n_invalid,
+            "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},
+            **provenance(),
+        }
+        # predictions first, record last: a record on disk means its predictions are complete
+        write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
+        path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
+        write_json(path, record)
+        written.append(path)
+        log.info("%s x %s: %s = %.3f (%d examples, %.1f s)", adapter.id, spec.name, primary,
+                 metrics[primary], len(rows), seconds)
+    return written
