@@ -36,7 +36,14 @@ def encode_training_example(
     prompt_ids = encode_prompt(spec, example["input"], tokenizer, max_input_tokens)
     target_ids = encode_target(example["target"], tokenizer)
     overflow = len(prompt_ids) + len(target_ids) - max_length
-    if overflow > 0:  # keep the answer whole: cut the prompt's tail end of the input instead
+    if overflow > 0:  # keep the answer and the prompt format whole: shorten the input instead
+        n_input = len(tokenizer(example["input"], add_special_tokens=False)["input_ids"])
+        keep = min(n_input, max_input_tokens or n_input) - overflow
+        while overflow > 0 and keep > 0:  # re-tokenising the cut text can shift a token or so
+            prompt_ids = encode_prompt(spec, example["input"], tokenizer, keep)
+            overflow = len(prompt_ids) + len(target_ids) - max_length
+            keep -= overflow
+    if overflow > 0:  # the format and the answer alone are too long: cut the prompt's tail
         if overflow >= len(prompt_ids):
             target_ids = target_ids[: max_length - 1]
             prompt_ids = prompt_ids[:1]

@@ -7,9 +7,11 @@ Before comparing, commas, ``$``, everything up to ``#### `` and a trailing perio
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+PLAIN_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
 
 
 def normalise_number(text: str | None) -> str | None:
@@ -21,13 +23,14 @@ def normalise_number(text: str | None) -> str | None:
     text = text.rstrip(".")
     if not text or text in ("-", "."):
         return None
-    try:  # 18.00 and 18 are the same answer; keep integers exact
-        value = float(text)
-    except ValueError:
+    if not PLAIN_NUMBER.fullmatch(text):
         return text
-    if value == int(value) and "e" not in text.lower():
+    # 18.00 and 18 are the same answer; Decimal keeps integers exact at any size (a float would
+    # merge Goat's large numbers beyond 2**53)
+    value = Decimal(text)
+    if value == value.to_integral_value():
         return str(int(value))
-    return repr(value)
+    return format(value.normalize(), "f")
 
 
 def strict_match(output: str) -> str | None:

@@ -1,0 +1,261 @@
+"""Decoding on the tiny random Llama: label scores, constrained choice and generation against
+brute-force computations that run the model on the unpadded sequence with no cache."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from latent_traits.eval.decoding import (
+    LabelScores,
+    constrained_choice,
+    cut_at_stop,
+    generate,
+    left_pad,
+    loglik_choice,
+    score_labels,
+)
+
+LABEL_SETS = {
+    "digits": ["0", "1"],
+    "nli_words": ["entailment", "neutral", "contradiction"],
+    # "pos" is one token and the first token of both "positively" and "positives"; "positive"
+    # is a single token of its own
+    "shared_prefix": ["positive", "positively", "positives", "pos"],
+    # "1" is the first token of "10", which is the first two tokens of "100"
+    "prefix_of_another": ["1", "10", "100"],
+}
+ATOL = 1e-4
+
+
+def encode_labels(tokenizer, labels: list[str]) -> list[list[int]]:
+    return [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+
+
+def random_prompts(tokenizer, n: int, seed: int, min_len: int = 2, max_len: int = 24) -> list[list[int]]:
+    """Random ordinary-token prompts of varied length (no special tokens)."""
+    rng = random.Random(seed)
+    vocab = len(tokenizer)
+    return [[rng.randrange(100, vocab) for _ in range(rng.randint(min_len, max_len))] for _ in range(n)]
+
+
+def real_prompts(tokenizer) -> list[list[int]]:
+    texts = [
+        "What is the sentiment of the below sentence?\nA wonderful, moving film.\nSentiment:\n",
+        "What is 12345 + 678?\nAnswer:\n",
+        "Premise: a man sleeps. Hypothesis: a man is awake.\nAnswer:\n",
+    ]
+    return [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+
+
+@torch.no_grad()
+def full_logprobs(model, ids: list[int]) -> torch.Tensor:
+    """Log-probs at every position of one unpadded sequence, no cache: (len, vocab)."""
+    logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def brute_label_scores(model, prompt: list[int], label_tokens: list[list[int]], eos_id: int) -> LabelScores:
+    token_lps, eos_lps = [], []
+    n = len(prompt)
+    for tokens in label_tokens:
+        lps = full_logprobs(model, prompt + tokens)
+        token_lps.append([float(lps[n + i - 1, t]) for i, t in enumerate(tokens)])
+        eos_lps.append(float(lps[n + len(tokens) - 1, eos_id]))
+    return LabelScores(token_lps, eos_lps)
+
+
+def brute_constrained(model, prompt: list[int], label_tokens: list[list[int]], eos_id: int) -> int:
+    """Greedy token-by-token decoding masked to the label trie; eos allowed where a label ends."""
+    generated: list[int] = []
+    while True:
+        allowed = set()
+        for tokens in label_tokens:
+            if tokens[: len(generated)] == generated:
+                allowed.add(eos_id if len(tokens) == len(generated) else tokens[len(generated)])
+        logits = full_logprobs(model, prompt + generated)[-1]
+        mask = torch.full_like(logits, float("-inf"))
+        mask[sorted(allowed)] = 0.0
+        token = int((logits + mask).argmax())
+        if token == eos_id:
+            return label_tokens.index(generated)
+        generated.append(token)
+
+
+def assert_scores_close(got: LabelScores, want: LabelScores, atol: float = ATOL) -> None:
+    assert len(got.token_logprobs) == len(want.token_logprobs)
+    for g, w in zip(got.token_logprobs, want.token_logprobs, strict=True):
+        assert len(g) == len(w)
+        assert g == pytest.approx(w, abs=atol)
+    assert got.eos_logprobs == pytest.approx(want.eos_logprobs, abs=atol)
+    assert got.totals == pytest.approx(want.totals, abs=atol)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's matrices are far too small for threads: on a busy 2-core machine two
+    OpenMP threads make each forward pass ~20x slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tok_model(tiny_tokenizer_and_model):
+    return tiny_tokenizer_and_model
+
+
+def test_label_sets_tokenise_as_the_cases_need(tok_model):
+    """The trie cases below rely on these tokenisations of SmolLM2's tokenizer."""
+    tokenizer, _ = tok_model
+    digits = encode_labels(tokenizer, LABEL_SETS["digits"])
+    assert all(len(t) == 1 for t in digits)
+    nli = encode_labels(tokenizer, LABEL_SETS["nli_words"])
+    assert max(len(t) for t in nli) > 1  # multi-token labels
+    positive, positively, positives, pos = encode_labels(tokenizer, LABEL_SETS["shared_prefix"])
+    assert positively[0] == positives[0] == pos[0] and len(pos) == 1
+    assert positively != positives and positive[0] != pos[0]
+    one, ten, hundred = encode_labels(tokenizer, LABEL_SETS["prefix_of_another"])
+    assert ten[: len(one)] == one and hundred[: len(ten)] == ten and len(one) < len(ten) < len(hundred)
+
+
+@pytest.mark.parametrize("set_name", sorted(LABEL_SETS))
+def test_constrained_choice_always_yields_a_label(tok_model, set_name):
+    tokenizer, model = tok_model
+    labels = LABEL_SETS[set_name]
+    label_tokens = encode_labels(tokenizer, labels)
+    prompts = random_prompts(tokenizer, 48, seed=sorted(LABEL_SETS).index(set_name)) + real_prompts(tokenizer)
+    chosen = []
+    for start in range(0, len(prompts), 16):
+        batch = prompts[start:start + 16]
+        scores = score_labels(model, batch, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id)
+        assert len(scores) == len(batch)
+        for s in scores:
+            index = constrained_choice(label_tokens, s)
+            assert isinstance(index, int) and 0 <= index < len(labels)
+            assert 0 <= loglik_choice(s) < len(labels)
+            chosen.append(index)
+    # the tiny random model is not degenerate: more than one label gets chosen over the prompts
+    assert len(set(chosen)) > 1
+
+
+@pytest.mark.parametrize("set_name", sorted(LABEL_SETS))
+def test_score_labels_matches_brute_force(tok_model, set_name):
+    tokenizer, model = tok_model
+    eos = tokenizer.eos_token_id
+    label_tokens = encode_labels(tokenizer, LABEL_SETS[set_name])
+    prompts = random_prompts(tokenizer, 5, seed=7) + real_prompts(tokenizer)[:1]
+    scores = score_labels(model, prompts, label_tokens, tokenizer.pad_token_id, eos)
+    for prompt, got in zip(prompts, scores, strict=True):
+        assert_scores_close(got, brute_label_scores(model, prompt, label_tokens, eos))
+
+
+@pytest.mark.parametrize("set_name", sorted(LABEL_SETS))
+def test_choices_match_brute_force_decoding(tok_model, set_name):
+    tokenizer, model = tok_model
+    eos = tokenizer.eos_token_id
+    label_tokens = encode_labels(tokenizer, LABEL_SETS[set_name])
+    prompts = random_prompts(tokenizer, 10, seed=11) + real_prompts(tokenizer)
+    scores = score_labels(model, prompts, label_tokens, tokenizer.pad_token_id, eos)
+    for prompt, s in zip(prompts, scores, strict=True):
+        assert constrained_choice(label_tokens, s) == brute_constrained(model, prompt, label_tokens, eos)
+        brute = brute_label_scores(model, prompt, label_tokens, eos)
+        assert loglik_choice(s) == max(range(len(label_tokens)), key=brute.totals.__getitem__)
+
+
+def test_batched_label_scores_equal_batch_of_one(tok_model):
+    tokenizer, model = tok_model
+    label_tokens = encode_labels(tokenizer, LABEL_SETS["nli_words"] + LABEL_SETS["prefix_of_another"])
+    prompts = random_prompts(tokenizer, 6, seed=3, min_len=1, max_len=30) + real_prompts(tokenizer)
+    assert len({len(p) for p in prompts}) > 3  # really different lengths, so really padded
+    batched = score_labels(model, prompts, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    for prompt, got in zip(prompts, batched, strict=True):
+        (alone,) = score_labels(model, [prompt], label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id)
+        assert_scores_close(got, alone, atol=1e-5)
+
+
+def test_batched_generate_equals_batch_of_one(tok_model):
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 4, seed=5, min_len=2, max_len=20) + real_prompts(tokenizer)
+    batched = generate(model, tokenizer, prompts, max_new_tokens=8, stop=[])
+    singles = [generate(model, tokenizer, [p], max_new_tokens=8, stop=[])[0] for p in prompts]
+    assert batched == singles
+    assert any(batched)  # something was generated
+
+
+def test_generate_is_greedy_and_cut_at_stop(tok_model):
+    """The greedy continuation is the argmax chain of the unpadded model; stops cut the text."""
+    tokenizer, model = tok_model
+    prompt = real_prompts(tokenizer)[1]
+    ids = list(prompt)
+    for _ in range(5):
+        ids.append(int(full_logprobs(model, ids)[-1].argmax()))
+    expected = tokenizer.decode(ids[len(prompt):], skip_special_tokens=True)
+    assert generate(model, tokenizer, [prompt], max_new_tokens=5, stop=[]) == [expected]
+    assert cut_at_stop("42\nmore\n\nrest", ["\n\n"]) == "42\nmore"
+    assert cut_at_stop("42\nmore\n\nrest", ["\n\n", "\n"]) == "42"
+    assert cut_at_stop("no stop here", ["###"]) == "no stop here"
+
+
+def test_left_pad_positions():
+    input_ids, attention, positions = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert input_ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert attention.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert positions[:, -1].tolist() == [2, 0]
+    assert positions[0].tolist() == [0, 1, 2]
+
+
+# -- constrained_choice on hand-made scores (no model) ---------------------------------------
+
+ONE, TEN, HUNDRED = [33], [33, 32], [33, 32, 32]
+
+
+@pytest.mark.parametrize(
+    ("eos_after_one", "zero_after_one", "expected"),
+    [(-0.5, -2.0, 0), (-2.0, -0.5, 1)],
+)
+def test_constrained_choice_prefix_label_decided_by_eos(eos_after_one, zero_after_one, expected):
+    """"1" vs "10": after the shared token, end-of-text against "0" decides."""
+    scores = LabelScores(token_logprobs=[[-1.0], [-1.0, zero_after_one]], eos_logprobs=[eos_after_one, -0.1])
+    assert constrained_choice([ONE, TEN], scores) == expected
+    # the label order does not matter
+    swapped = LabelScores([[-1.0, zero_after_one], [-1.0]], [-0.1, eos_after_one])
+    assert constrained_choice([TEN, ONE], swapped) == 1 - expected
+
+
+def test_constrained_choice_three_nested_labels():
+    # "1" -> "0" beats eos; then after "10", eos (-0.2) beats another "0" (-3.0): "10"
+    scores = LabelScores(
+        token_logprobs=[[-1.0], [-1.0, -0.3], [-1.0, -0.3, -3.0]],
+        eos_logprobs=[-2.0, -0.2, -0.1],
+    )
+    assert constrained_choice([ONE, TEN, HUNDRED], scores) == 1
+    # now the third token wins over eos after "10": "100"
+    scores = LabelScores([[-1.0], [-1.0, -0.3], [-1.0, -0.3, -0.05]], [-2.0, -0.2, -0.1])
+    assert constrained_choice([ONE, TEN, HUNDRED], scores) == 2
+
+
+def test_constrained_choice_is_greedy_not_total_likelihood():
+    # the first token decides: label 0 starts more likely although label 1's total is higher
+    scores = LabelScores(token_logprobs=[[-0.5, -6.0], [-1.5, -0.1]], eos_logprobs=[-0.1, -0.1])
+    assert constrained_choice([[5, 6], [7, 8]], scores) == 0
+    assert loglik_choice(scores) == 1
+
+
+def test_constrained_choice_shared_prefix_then_branch():
+    # labels 0 and 1 share token 11; after it, token 13 (label 1) beats 12 (label 0)
+    scores = LabelScores(token_logprobs=[[-0.5, -3.0], [-0.5, -2.0], [-0.9]], eos_logprobs=[-9.0, -9.0, -0.1])
+    assert constrained_choice([[11, 12], [11, 13], [14]], scores) == 1
+    # the single-token label wins when its first token is the most likely
+    scores = LabelScores([[-0.9, -3.0], [-0.9, -2.0], [-0.5]], [-9.0, -9.0, -9.0])
+    assert constrained_choice([[11, 12], [11, 13], [14]], scores) == 2
+
+
+def test_constrained_choice_single_label_and_eos_ignored_for_longer_labels():
+    assert constrained_choice([[4, 5, 6]], LabelScores([[-9.0, -9.0, -9.0]], [-9.0])) == 0
+    # a strong eos after a long label does not matter when a shorter label is not complete there
+    scores = LabelScores([[-0.5, -0.4], [-0.5, -0.3]], [0.0, -5.0])
+    assert constrained_choice([[1, 2], [1, 3]], scores) == 1
