@@ -85,18 +85,19 @@ GOAT_TEMPLATES = ("{a} {op} {b}", "What is {a} {op} {b}?", "Compute {a} {op} {b}
 @offline_loader("goat_generator")
 def generate_goat(size: int = 2000, seed: int = 0, **_: Any) -> list[dict[str, Any]]:
     """Goat-style large-number arithmetic (Goat itself is synthetic): addition and subtraction of
-    up to 12-digit numbers, multiplication of a large number by a small one; the target is
+    numbers of 1 to 12 digits (small ones more often), multiplication by a number below 100; the target is
     ``a op b = c`` as in Goat's outputs."""
     rng = random.Random(seed)
+
+    def number() -> int:  # digit counts skewed small, as in Goat's mix of easy and hard items
+        return rng.randint(0, 10 ** rng.randint(1, rng.randint(1, 12)))
+
     examples = []
     for i in range(size):
         op = rng.choice("+-*")
-        if op == "*":
-            a, b = rng.randint(10, 10 ** rng.randint(2, 8)), rng.randint(2, 99)
-            c = a * b
-        else:
-            a, b = (rng.randint(0, 10 ** rng.randint(1, 12)) for _ in range(2))
-            c = a + b if op == "+" else a - b
+        a = number()
+        b = rng.randint(2, 99) if op == "*" else number()
+        c = a + b if op == "+" else a - b if op == "-" else a * b
         text = rng.choice(GOAT_TEMPLATES).format(a=a, op=op, b=b)
         examples.append({"id": f"goat-{seed}-{i}", "input": text,
                          "target": f"{a} {op} {b} = {c}", "answer": str(c)})

@@ -41,7 +41,8 @@ def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]],
                  eos_id: int) -> list[LabelScores]:
     device = next(model.parameters()).device
     input_ids, attention, positions = (t.to(device) for t in left_pad(prompts, pad_id))
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                logits_to_keep=1)  # only the next-token logits: the vocabulary is large
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     last_pos = positions[:, -1:]
     batch = len(prompts)

