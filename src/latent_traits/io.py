@@ -13,11 +13,12 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 TRACKED_PACKAGES = (
     "latent-traits", "torch", "transformers", "peft", "lightning", "hydra-core", "omegaconf",

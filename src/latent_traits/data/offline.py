@@ -14,8 +14,9 @@ import io
 import json
 import random
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from latent_traits.errors import LatentTraitsError
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from latent_traits.errors import LatentTraitsError
 
@@ -44,7 +45,7 @@ class TaskSpec:
         return bool(self.offline.get("stand_in", False))
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "TaskSpec":
+    def from_config(cls, cfg: Mapping[str, Any]) -> TaskSpec:
         from omegaconf import DictConfig, OmegaConf
 
         data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)

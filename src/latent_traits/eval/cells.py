@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tqdm import tqdm
 
 from latent_traits.data.datamodule import encode_prompt
 from latent_traits.data.spec import TaskSpec
+from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.decoding import constrained_choice, generate, loglik_choice, score_labels
 from latent_traits.eval.metrics import classification_metrics, numeric_metrics
 from latent_traits.eval.scorers import reference_answer, score_numeric
-from latent_traits.errors import LatentTraitsError
 
 CLASSIFICATION_MODES = {"constrained": constrained_choice, "loglik": None}
 
@@ -32,13 +33,13 @@ def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], p
     for batch in progress(length_sorted_batches([len(p) for p in prompts], batch_size)):
         scores = score_labels(model, [prompts[i] for i in batch], label_tokens,
                               tokenizer.pad_token_id, tokenizer.eos_token_id)
-        for i, s in zip(batch, scores):
+        for i, s in zip(batch, scores, strict=True):
             chosen = labels[constrained_choice(label_tokens, s) if mode == "constrained" else loglik_choice(s)]
             rows[i] = {
                 "id": examples[i]["id"], "reference": examples[i]["label"], "raw_output": chosen,
                 "parsed": chosen, "correct": chosen == examples[i]["label"],
                 "output_chars": len(chosen), "output_tokens": len(label_tokens[labels.index(chosen)]),
-                "label_scores": dict(zip(labels, (round(t, 5) for t in s.totals))),
+                "label_scores": dict(zip(labels, (round(t, 5) for t in s.totals), strict=True)),
             }
     return rows  # type: ignore[return-value]
 
@@ -54,7 +55,7 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], promp
             stop=list(spec.stop), do_sample=bool(decoding.get("do_sample", False)),
             temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
         )
-        for i, text in zip(batch, outputs):
+        for i, text in zip(batch, outputs, strict=True):
             reference = reference_answer(examples[i])
             scored = score_numeric(text, reference)
             rows[i] = {

@@ -7,7 +7,11 @@ from statistics import mean
 from typing import Any
 
 import torch
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 
 def classification_metrics(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:

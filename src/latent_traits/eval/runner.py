@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -15,8 +16,13 @@ from latent_traits.config import target_specs, to_plain
 from latent_traits.data.load import load_examples
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import run_cell
-from latent_traits.eval.records import (BASE_ADAPTER_ID, SCHEMA_VERSION, predictions_path, read_json,
-                                        record_path)
+from latent_traits.eval.records import (
+    BASE_ADAPTER_ID,
+    SCHEMA_VERSION,
+    predictions_path,
+    read_json,
+    record_path,
+)
 from latent_traits.io import provenance, stable_hash, write_json, write_jsonl
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.train.run import TRAIN_RESULT
