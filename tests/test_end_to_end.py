@@ -12,8 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny_llama", "logger=none"]
-TRAIN = [*TINY, "-m", "source_dataset=imdb,goat", "trainer.max_steps=2", "data.train_n=8", "data.batch_size=4"]
-EVALUATE = [*TINY, "eval.n=6", "target_task=[imdb,goat]", "eval.decoding.max_new_tokens_cap=8"]
+TRAIN = ["-m", *TINY, "source_dataset=imdb,goat", "trainer.max_steps=2", "data.train_n=8", "data.batch_size=4"]
+EVALUATE = ["model=tiny_llama", "eval.n=6", "target_task=[imdb,goat]", "eval.decoding.max_new_tokens_cap=8"]
 ANALYZE = ["model=tiny_llama"]
 ADAPTERS = ("imdb/lora_r8_s0", "goat/lora_r8_s0")
 
@@ -93,7 +93,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path):
     artifacts = tmp_path / "artifacts"
     unknown = run("train.py", [*TINY, "source_dataset=nope"], tmp_path, artifacts)
     assert unknown.returncode != 0 and "imdb" in unknown.stderr and "goat" in unknown.stderr
-    no_adapters = run("evaluate.py", TINY, tmp_path, artifacts)
+    no_adapters = run("evaluate.py", ["model=tiny_llama"], tmp_path, artifacts)
     assert no_adapters.returncode != 0 and "python train.py" in no_adapters.stderr
     no_records = run("analyze.py", ANALYZE, tmp_path, artifacts)
     assert no_records.returncode != 0 and "evaluate.py" in no_records.stderr
