@@ -99,9 +99,25 @@ def test_loss_span_response_masks_the_prompt(tokenizer, task):
     assert target[-1] == tokenizer.eos_token_id
 
 
+@pytest.mark.parametrize("task,example,label_text", [
+    ("imdb", {"input": "Great film.", "target": "1"}, "1"),
+    ("goat", {"input": "12 + 30", "target": "12 + 30 = 42", "answer": "42"}, "42"),
+    ("gsm8k", {"input": "Tom has 2 apples...", "target": "He has 2+3=5 apples.\n#### 5", "answer": "5"}, "5"),
+])
+def test_label_and_all_but_label_spans_are_complements(tokenizer, task, example, label_text):
+    spec = task_spec(task)
+    label = encode_training_example(spec, example, tokenizer, 256, 160, "label")
+    rest = encode_training_example(spec, example, tokenizer, 256, 160, "all_but_label")
+    trained = [t for t in label["labels"] if t != IGNORE_INDEX]
+    assert tokenizer.decode(trained).strip() == label_text  # the label alone, eos excluded
+    for ids, a, b in zip(label["input_ids"], label["labels"], rest["labels"], strict=True):
+        assert (a == IGNORE_INDEX) != (b == IGNORE_INDEX) and ids == (a if a != IGNORE_INDEX else b)
+    assert rest["labels"][-1] == tokenizer.eos_token_id
+
+
 def test_unknown_loss_span_is_a_user_error(tokenizer):
     with pytest.raises(LatentTraitsError, match="loss_span"):
-        encode_training_example(task_spec("imdb"), {"input": "x", "target": "1"}, tokenizer, 64, None, "label")
+        encode_training_example(task_spec("imdb"), {"input": "x", "target": "1"}, tokenizer, 64, None, "bogus")
 
 
 @pytest.mark.parametrize("loss_span", ["full", "response"])

@@ -13,7 +13,9 @@ from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 
 IGNORE_INDEX = -100
-LOSS_SPANS = ("full", "response")
+# full: prompt + answer (the authors); response: answer + eos; label: the label (classification)
+# or the final answer's tokens (generation) only; all_but_label: everything except those tokens
+LOSS_SPANS = ("full", "response", "label", "all_but_label")
 
 
 def encode_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | None) -> list[int]:
@@ -52,9 +54,31 @@ def encode_training_example(
     input_ids = prompt_ids + target_ids
     if loss_span == "full":
         labels = list(input_ids)
-    else:
+    elif loss_span == "response":
         labels = [IGNORE_INDEX] * len(prompt_ids) + target_ids
+    else:
+        start, end = label_token_span(spec, example, tokenizer)
+        start, end = len(prompt_ids) + start, min(len(prompt_ids) + end, len(input_ids))
+        in_label = [start <= i < end for i in range(len(input_ids))]
+        keep = in_label if loss_span == "label" else [not x for x in in_label]
+        labels = [tok if k else IGNORE_INDEX for tok, k in zip(input_ids, keep, strict=True)]
     return {"input_ids": input_ids, "labels": labels}
+
+
+def label_token_span(spec: TaskSpec, example: dict[str, Any], tokenizer) -> tuple[int, int]:
+    """[start, end) of the label inside the target's tokens: the whole label for classification,
+    the last occurrence of the answer for generation (the whole answer if it does not occur)."""
+    target = example["target"]
+    n_target = len(tokenizer(target, add_special_tokens=False)["input_ids"])
+    if spec.is_classification:
+        return 0, n_target
+    answer = str(example.get("answer") or "")
+    at = target.rfind(answer) if answer else -1
+    if at < 0:
+        return 0, n_target
+    start = len(tokenizer(target[:at], add_special_tokens=False)["input_ids"]) if at else 0
+    end = len(tokenizer(target[: at + len(answer)], add_special_tokens=False)["input_ids"])
+    return start, max(end, start + 1)
 
 
 def collate_right_padded(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

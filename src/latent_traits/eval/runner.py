@@ -108,7 +108,7 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
         "adapter": {"id": adapter.id, "train_settings_hash": (adapter.train_result or {}).get("settings_hash")},
         "task": {**spec.to_record(), "max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop),
                  "instruction": spec.instruction, "cue": spec.cue},
-        "data": {k: data_prov[k] for k in ("source", "split", "n", "seed", "hash")},
+        "data": {k: data_prov[k] for k in ("source", "split", "n", "seed", "hash", "transforms")},
         "decoding": {**to_plain(cfg.eval.decoding), "max_input_tokens": cfg.data.max_input_tokens},
     }
 
@@ -135,6 +135,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         examples, data_prov = load_examples(
             spec, split=entry.get("split", "test"), n=entry.get("n"), seed=cfg.seed,
             source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,
+            transforms=entry.get("transforms"),
         )
         tasks.append((spec, examples, data_prov))
     if not tasks:

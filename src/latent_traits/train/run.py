@@ -16,7 +16,7 @@ from latent_traits.data.datamodule import SourceDataModule
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
-from latent_traits.io import provenance, read_json, stable_hash, write_json
+from latent_traits.io import atomic_path, provenance, read_json, stable_hash, write_json
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
 
@@ -90,13 +90,16 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         log.info("Skipping %s: a finished adapter with the same settings exists", out_dir)
         return done
 
-    L.seed_everything(cfg.seed, workers=True)
     spec = TaskSpec.from_config(cfg.source_dataset.task)
     examples, data_provenance = load_examples(
         spec, split=cfg.source_dataset.split, n=cfg.source_dataset.n, seed=cfg.seed,
         source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,
+        transforms=to_plain(cfg.source_dataset.get("transforms")),
     )
     tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
+    # seeded after loading: a first-time model conversion draws random numbers, and the LoRA
+    # initialisation and data order must not depend on whether the cache was warm
+    L.seed_everything(cfg.seed, workers=True)
     datamodule = SourceDataModule(
         spec, examples, tokenizer, batch_size=cfg.data.batch_size, max_length=cfg.data.max_length,
         max_input_tokens=cfg.data.max_input_tokens, loss_span=cfg.data.loss_span, seed=cfg.seed,
@@ -125,6 +128,7 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         "task": spec.to_record(),
         "settings_hash": settings_hash,
         "settings": settings,
+        "config": to_plain(cfg),  # the whole resolved job config, to rerun it exactly
         "data": data_provenance,
         "trainable_parameters": trainable,
         "total_parameters": total,
@@ -135,8 +139,6 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         "tokens_per_s": round(module.tokens_seen / max(wall_time, 1e-9), 1),
         **provenance(),
     }
-    from latent_traits.io import atomic_path
-
     with atomic_path(out_dir) as tmp:
         module.model.save_pretrained(str(tmp))
         write_json(tmp / TRAIN_RESULT, result)
