@@ -5,13 +5,13 @@ from omegaconf import DictConfig
 
 import latent_traits.config  # noqa: F401  (registers the config resolvers)
 from latent_traits.errors import exit_on_user_error
-from latent_traits.train.run import train_adapter
+from latent_traits.train.jobs import run_training_job
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    train_adapter(cfg)
+    run_training_job(cfg)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from latent_traits.data.prompts import format_prompt, truncate_input
 from latent_traits.data.spec import TaskSpec
@@ -94,10 +94,67 @@ def collate_right_padded(batch: list[dict[str, list[int]]], pad_id: int) -> dict
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
+class SeededBatchSampler(Sampler[list[int]]):
+    """Batches in a seeded order per epoch, optionally grouped by length, that can resume mid-epoch.
+
+    The order of epoch e depends only on (seed, e), so a resumed run sees exactly the batches an
+    uninterrupted run would. `consumed` counts batches the model has trained on (advanced by the
+    LightningModule, not by the prefetching data fetcher)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = False):
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.group_by_length = group_by_length
+        self.epoch, self.consumed, self._skip = 0, 0, 0
+        self._started = False
+
+    def batches_for_epoch(self, epoch: int) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        if self.group_by_length:  # sort within shuffled windows, then shuffle the batches
+            window = self.batch_size * 32
+            order = [i for w in range(0, len(order), window)
+                     for i in sorted(order[w:w + window], key=lambda j: -self.lengths[j])]
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.group_by_length:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        if self._started:  # a fresh pass: the next epoch
+            self.epoch += 1
+            self.consumed = 0
+        self._started = True
+        skip, self._skip = self._skip, 0
+        self.consumed = skip
+        yield from self.batches_for_epoch(self.epoch)[skip:]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._skip = int(state["epoch"]), int(state["consumed"])
+        if self._skip >= len(self):  # saved at the end of an epoch: start the next one
+            self.epoch, self._skip = self.epoch + 1, 0
+        self._started = False
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position Lightning saves in checkpoints (state_dict/load_state_dict)."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)
+
+
 class SourceDataModule(L.LightningDataModule):
     def __init__(self, spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, batch_size: int,
                  max_length: int, max_input_tokens: int | None, loss_span: str, seed: int,
-                 num_workers: int = 0):
+                 num_workers: int = 0, group_by_length: bool = False):
         super().__init__()
         self.spec, self.examples, self.tokenizer = spec, examples, tokenizer
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
@@ -105,18 +162,16 @@ class SourceDataModule(L.LightningDataModule):
             encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
             for e in examples
         ]
+        self.sampler = SeededBatchSampler([len(e["input_ids"]) for e in self.encoded], batch_size,
+                                          seed, group_by_length)
 
     @property
     def n_tokens(self) -> int:
         return sum(len(e["input_ids"]) for e in self.encoded)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
         pad_id = self.tokenizer.pad_token_id
-        return DataLoader(
-            self.encoded, batch_size=self.batch_size, shuffle=True, generator=generator,
-            collate_fn=lambda batch: collate_right_padded(batch, pad_id),
-            num_workers=self.num_workers, drop_last=False,
+        return ResumableDataLoader(
+            self.encoded, batch_sampler=self.sampler,
+            collate_fn=lambda batch: collate_right_padded(batch, pad_id), num_workers=self.num_workers,
         )
-
-

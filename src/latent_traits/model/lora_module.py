@@ -25,9 +25,17 @@ def build_lora_config(lora_cfg: dict[str, Any]) -> LoraConfig:
 
 
 class LoRAFineTuner(L.LightningModule):
-    def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any]):
+    def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any],
+                 gradient_checkpointing: bool = False):
         super().__init__()
+        if gradient_checkpointing:
+            # non-reentrant checkpointing: with the reentrant variant and a frozen base, no input
+            # of a checkpointed block requires grad, so LoRA weights silently get no gradient
+            base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            base_model.enable_input_require_grads()
+            base_model.config.use_cache = False
         self.model = get_peft_model(base_model, build_lora_config(lora_cfg))
+        self.strict_loading = False  # checkpoints hold the adapter only, not the frozen base
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps modules' modes
         self.optim_cfg = dict(optim_cfg)
         self.tokens_seen = 0
@@ -44,6 +52,9 @@ class LoRAFineTuner(L.LightningModule):
                 f"training loss became {loss.item()} at step {self.global_step}; lower optim.lr or "
                 "check the data (an empty answer span gives NaN with loss_span=response)"
             )
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "sampler"):
+            datamodule.sampler.consumed += 1  # the data position a checkpoint resumes from
         tokens = int(batch["attention_mask"].sum())
         self.tokens_seen += tokens
         now = time.perf_counter()
@@ -53,6 +64,15 @@ class LoRAFineTuner(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].shape[0])
         self.log("train/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trainable (LoRA) tensors: a checkpoint never holds frozen base weights."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["tokens_seen"] = self.tokens_seen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokens_seen = int(checkpoint.get("tokens_seen", 0))
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

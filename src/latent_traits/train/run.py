@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from latent_traits.errors import LatentTraitsError
 from latent_traits.io import atomic_path, provenance, read_json, stable_hash, write_json
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
+from latent_traits.train.checkpoints import (
+    checkpoint_callbacks,
+    checkpoint_dir,
+    resumable_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 TRAIN_RESULT = "train_result.json"
@@ -103,24 +109,45 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
     datamodule = SourceDataModule(
         spec, examples, tokenizer, batch_size=cfg.data.batch_size, max_length=cfg.data.max_length,
         max_input_tokens=cfg.data.max_input_tokens, loss_span=cfg.data.loss_span, seed=cfg.seed,
-        num_workers=cfg.data.num_workers,
+        num_workers=cfg.data.num_workers, group_by_length=bool(cfg.data.group_by_length),
     )
-    module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim))
+    module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim),
+                           gradient_checkpointing=bool(cfg.train.gradient_checkpointing))
     trainable, total = module.model.get_nb_trainable_parameters()
     log.info("Training %s on %d examples (%d tokens); %d of %d parameters trainable",
              adapter_id(cfg), len(examples), datamodule.n_tokens, trainable, total)
 
+    ckpt_dir = checkpoint_dir(out_dir)
+    resume_from = resumable_checkpoint(ckpt_dir, settings_hash)
     logger = build_logger(cfg)
     started = time.perf_counter()
     try:
-        trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                              default_root_dir=cfg.paths.output_dir)
-        trainer.fit(module, datamodule=datamodule)
+        trainer = instantiate(
+            cfg.trainer, logger=logger if logger is not None else False,
+            default_root_dir=cfg.paths.output_dir,
+            callbacks=checkpoint_callbacks(ckpt_dir, cfg.train.checkpoint_every_n_steps, settings_hash),
+        )
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        wall_time = time.perf_counter() - started
+        result = train_result(cfg, spec, settings, settings_hash, data_provenance, module, trainer,
+                              wall_time, resumed_from=resume_from)
+        if trainer.is_global_zero:
+            with atomic_path(out_dir) as tmp:
+                module.model.save_pretrained(str(tmp))
+                write_json(tmp / TRAIN_RESULT, result)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            if cfg.train.get("log_adapter_artifact") and logger is not None:
+                log_adapter_artifact(logger, out_dir, result)
     finally:
         finish_logger(logger)
-    wall_time = time.perf_counter() - started
+    log.info("Adapter written to %s (final loss %.4f, %.1f s)", out_dir, module.last_loss or float("nan"), wall_time)
+    return result
 
-    result = {
+
+def train_result(cfg, spec, settings, settings_hash, data_provenance, module, trainer, wall_time,
+                 resumed_from) -> dict[str, Any]:
+    trainable, total = module.model.get_nb_trainable_parameters()
+    return {
         "status": "complete",
         "adapter_id": adapter_id(cfg),
         "model": {"name": cfg.model.name, "source": cfg.model.source},
@@ -137,10 +164,17 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         "final_loss": module.last_loss,
         "wall_time_s": round(wall_time, 2),
         "tokens_per_s": round(module.tokens_seen / max(wall_time, 1e-9), 1),
+        "resumed_from": resumed_from,
         **provenance(),
     }
-    with atomic_path(out_dir) as tmp:
-        module.model.save_pretrained(str(tmp))
-        write_json(tmp / TRAIN_RESULT, result)
-    log.info("Adapter written to %s (final loss %.4f, %.1f s)", out_dir, module.last_loss or float("nan"), wall_time)
-    return result
+
+
+def log_adapter_artifact(logger, out_dir: Path, result: dict[str, Any]) -> None:
+    if type(logger).__name__ != "WandbLogger":
+        return
+    import wandb
+
+    artifact = wandb.Artifact(name=result["adapter_id"].replace("/", "-"), type="lora-adapter",
+                              metadata={k: result[k] for k in ("settings_hash", "data", "steps", "final_loss")})
+    artifact.add_dir(str(out_dir))
+    logger.experiment.log_artifact(artifact)
