@@ -158,3 +158,33 @@ def test_ddp_inside_a_multirun_is_refused_unless_ranks_come_from_outside(tmp_pat
                                      "trainer.strategy=ddp_spawn"], artifacts=tmp_path)
     monkeypatch.delenv("LOCAL_RANK")
     jobs.refuse_ddp_relaunch_in_multirun(spawn)
+
+
+def test_packing_fills_blocks_and_keeps_every_token():
+    from latent_traits.data.datamodule import pack_examples
+
+    encoded = [{"input_ids": list(range(i, i + n)), "labels": [-100] * 2 + list(range(i + 2, i + n))}
+               for i, n in ((0, 5), (100, 7), (200, 3))]
+    packed = pack_examples(encoded, max_length=6)
+    assert [len(b["input_ids"]) for b in packed] == [6, 6, 3]
+    assert [t for b in packed for t in b["input_ids"]] == [t for e in encoded for t in e["input_ids"]]
+    assert [t for b in packed for t in b["labels"]] == [t for e in encoded for t in e["labels"]]
+
+
+def test_quantization_without_a_gpu_is_a_clear_error():
+    from latent_traits.model.factory import quantization_kwargs
+
+    assert quantization_kwargs(None) == {}
+    with pytest.raises(LatentTraitsError, match="4bit, 8bit or null"):
+        quantization_kwargs("2bit")
+    if not torch.cuda.is_available():
+        with pytest.raises(LatentTraitsError, match="CUDA GPU"):
+            quantization_kwargs("4bit")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_training_on_a_gpu(tmp_path):
+    cfg = compose_config("train", ["model=tiny_llama", "logger=none", "source_dataset=goat", "trainer=gpu",
+                                   "trainer.max_steps=2", "data.train_n=8"], artifacts=tmp_path)
+    assert train_adapter(cfg)["status"] == "complete"

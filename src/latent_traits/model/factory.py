@@ -106,8 +106,36 @@ def load_model(model_cfg: Any, cache_dir: str | Path, tokenizer=None):
         return LlamaForCausalLM(config).to(dtype)
     location = model_location(model_cfg, cache_dir)
     return AutoModelForCausalLM.from_pretrained(
-        location, dtype=dtype, trust_remote_code=bool(model_cfg.get("trust_remote_code"))
+        location, dtype=dtype, trust_remote_code=bool(model_cfg.get("trust_remote_code")),
+        **quantization_kwargs(model_cfg.get("quantization")),
     )
+
+
+def quantization_kwargs(quantization: str | None) -> dict[str, Any]:
+    """QLoRA's base: 4-bit NF4 weights (double quantisation, bf16 compute) or 8-bit, on a GPU."""
+    if not quantization:
+        return {}
+    if quantization not in ("4bit", "8bit"):
+        raise LatentTraitsError(f"model.quantization={quantization!r}: use 4bit, 8bit or null")
+    if not torch.cuda.is_available():
+        raise LatentTraitsError(
+            f"model.quantization={quantization} (QLoRA) needs a CUDA GPU and bitsandbytes; "
+            "on CPU set model.quantization=null"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise LatentTraitsError("model.quantization needs bitsandbytes: pip install bitsandbytes") from None
+    import os
+
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                    bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    return {"quantization_config": config, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
 
 
 def load_tokenizer_and_model(model_cfg: Any, cache_dir: str | Path):

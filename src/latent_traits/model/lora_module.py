@@ -26,9 +26,15 @@ def build_lora_config(lora_cfg: dict[str, Any]) -> LoraConfig:
 
 class LoRAFineTuner(L.LightningModule):
     def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any],
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, quantized: bool = False):
         super().__init__()
-        if gradient_checkpointing:
+        if quantized:  # QLoRA: fp32 norms and head inputs for stable k-bit training
+            from peft import prepare_model_for_kbit_training
+
+            base_model = prepare_model_for_kbit_training(
+                base_model, use_gradient_checkpointing=gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif gradient_checkpointing:
             # non-reentrant checkpointing: with the reentrant variant and a frozen base, no input
             # of a checkpointed block requires grad, so LoRA weights silently get no gradient
             base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -110,9 +110,11 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         spec, examples, tokenizer, batch_size=cfg.data.batch_size, max_length=cfg.data.max_length,
         max_input_tokens=cfg.data.max_input_tokens, loss_span=cfg.data.loss_span, seed=cfg.seed,
         num_workers=cfg.data.num_workers, group_by_length=bool(cfg.data.group_by_length),
+        packing=bool(cfg.data.get("packing", False)),
     )
     module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim),
-                           gradient_checkpointing=bool(cfg.train.gradient_checkpointing))
+                           gradient_checkpointing=bool(cfg.train.gradient_checkpointing),
+                           quantized=bool(cfg.model.get("quantization")))
     trainable, total = module.model.get_nb_trainable_parameters()
     log.info("Training %s on %d examples (%d tokens); %d of %d parameters trainable",
              adapter_id(cfg), len(examples), datamodule.n_tokens, trainable, total)
