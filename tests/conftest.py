@@ -31,6 +31,19 @@ def compose_config(config_name: str, overrides: list[str] | None = None, artifac
     return cfg
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny model's matrices are far too small for threads: on a busy 2-core machine two
+    OpenMP threads make each forward pass ~20x slower than one. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_cfg() -> dict:
     return OmegaConf.to_container(OmegaConf.load(CONF / "model" / "tiny_llama.yaml"))

@@ -93,14 +93,7 @@ def assert_scores_close(got: LabelScores, want: LabelScores, atol: float = ATOL)
     assert got.totals == pytest.approx(want.totals, abs=atol)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's matrices are far too small for threads: on a busy 2-core machine two
-    OpenMP threads make each forward pass ~20x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,7 @@ RESUMABLE = ["model=tiny_llama", "logger=none", "source_dataset=goat", "data.tra
 LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, bias="none", target_modules=["q_proj", "v_proj"])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class KillAtStep(L.Callback):
@@ -47,18 +42,23 @@ class KillAtStep(L.Callback):
             raise KeyboardInterrupt  # what a kill looks like to the training loop
 
 
+def interrupt(cfg, step: int, monkeypatch) -> None:
+    """Run train_adapter until a kill at `step`, leaving its checkpoints behind."""
+    original = run.checkpoint_callbacks
+    monkeypatch.setattr(run, "checkpoint_callbacks", lambda *a: original(*a) + [KillAtStep(step)])
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train_adapter(cfg)
+    monkeypatch.setattr(run, "checkpoint_callbacks", original)
+
+
 def test_resumed_run_ends_with_the_same_adapter_as_an_uninterrupted_one(tmp_path, monkeypatch):
     whole = compose_config("train", RESUMABLE, artifacts=tmp_path / "whole")
     train_adapter(whole)
 
     cut = compose_config("train", RESUMABLE, artifacts=tmp_path / "cut")
-    original = run.checkpoint_callbacks
-    monkeypatch.setattr(run, "checkpoint_callbacks", lambda *a: original(*a) + [KillAtStep(5)])
-    with pytest.raises((KeyboardInterrupt, SystemExit)):
-        train_adapter(cut)
+    interrupt(cut, 5, monkeypatch)
     assert not adapter_dir(cut).exists()  # nothing half-written where the adapter goes
     assert (checkpoint_dir(adapter_dir(cut)) / LAST).is_file()
-    monkeypatch.setattr(run, "checkpoint_callbacks", original)
 
     result = train_adapter(cut)
     assert result["resumed_from"] and result["steps"] == 7
@@ -71,10 +71,7 @@ def test_resumed_run_ends_with_the_same_adapter_as_an_uninterrupted_one(tmp_path
 
 def test_checkpoints_hold_the_adapter_only(tmp_path, monkeypatch):
     cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
-    original = run.checkpoint_callbacks
-    monkeypatch.setattr(run, "checkpoint_callbacks", lambda *a: original(*a) + [KillAtStep(3)])
-    with pytest.raises((KeyboardInterrupt, SystemExit)):
-        train_adapter(cfg)
+    interrupt(cfg, 3, monkeypatch)
     checkpoint = torch.load(checkpoint_dir(adapter_dir(cfg)) / LAST, map_location="cpu", weights_only=False)
     keys = list(checkpoint["state_dict"])
     assert keys and all("lora_" in k for k in keys)
@@ -83,11 +80,7 @@ def test_checkpoints_hold_the_adapter_only(tmp_path, monkeypatch):
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
     cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
-    original = run.checkpoint_callbacks
-    monkeypatch.setattr(run, "checkpoint_callbacks", lambda *a: original(*a) + [KillAtStep(3)])
-    with pytest.raises((KeyboardInterrupt, SystemExit)):
-        train_adapter(cfg)
-    monkeypatch.setattr(run, "checkpoint_callbacks", original)
+    interrupt(cfg, 3, monkeypatch)
     changed = compose_config("train", [*RESUMABLE, "optim.lr=1e-4"], artifacts=tmp_path)
     assert train_adapter(changed)["resumed_from"] is None
 
