@@ -2,6 +2,7 @@
 
 python analyze.py                          # artifacts/eval/<model> -> artifacts/reports/<model>
 python analyze.py analysis.n_components=4 analysis.view=raw
+python analyze.py analysis.source=wandb analysis.wandb.project=latent-traits analysis.logger=true
 """
 
 import logging
@@ -9,7 +10,8 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from latent_traits.analysis.run import PCAOptions, run_analysis
+from latent_traits.analysis.run import AnalysisOptions, run_analysis
+from latent_traits.analysis.wandb_log import log_report
 from latent_traits.errors import exit_on_user_error
 
 log = logging.getLogger("analyze")
@@ -19,9 +21,15 @@ log = logging.getLogger("analyze")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     config = OmegaConf.to_container(cfg, resolve=True)
-    options = PCAOptions.from_config(config["analysis"])
-    html = run_analysis(cfg.records_dir, cfg.report_dir, options, cfg.model.name, config)
+    analysis = config["analysis"]
+    options = AnalysisOptions.from_config(analysis)
+    html = run_analysis(
+        cfg.records_dir, cfg.report_dir, options, cfg.model.name, config,
+        source=analysis["source"], wandb_cfg=analysis["wandb"],
+    )
     log.info("Report: %s", html)
+    if analysis["logger"]:
+        log_report(html.parent, analysis["wandb"], config, name=f"analysis-{cfg.model.name}")
 
 
 if __name__ == "__main__":

@@ -197,10 +197,19 @@ def test_missing_cell_policies():
     matrix = score_matrix(select_cells(records))
     with pytest.raises(MissingCellsError, match="a1 x t_c"):
         apply_missing_policy(matrix, "error")
-    assert list(apply_missing_policy(matrix, "drop_rows").index) == [BASE_ADAPTER_ID, "a0", "a2"]
-    assert "t_c" not in apply_missing_policy(matrix, "drop_columns").columns
+    rows, imputed = apply_missing_policy(matrix, "drop_rows")
+    assert list(rows.index) == [BASE_ADAPTER_ID, "a0", "a2"] and imputed == []
+    assert "t_c" not in apply_missing_policy(matrix, "drop_columns")[0].columns
+    filled, imputed = apply_missing_policy(matrix, "impute_mean")
+    assert imputed == [("a1", "t_c")]
+    others = matrix["t_c"].drop(index="a1")
+    assert filled.at["a1", "t_c"] == pytest.approx(others.mean())
+    pd.testing.assert_frame_equal(filled.drop(index="a1"), matrix.drop(index="a1"))
     analysis = analyze_records(records, PCAOptions(missing="drop_rows"))
     assert analysis.dropped["adapters"] == ["a1"] and analysis.pca.n_components == 1
+    assert analysis.missing == [("a1", "t_c")]
+    analysis = analyze_records(records, PCAOptions(missing="impute_mean"))
+    assert analysis.imputed == [("a1", "t_c")] and analysis.pca.n_components == 2
 
 
 def test_delta_view_needs_base_row_raw_does_not():
@@ -214,18 +223,11 @@ def test_delta_view_needs_base_row_raw_does_not():
 # -- analyze.py end to end ---------------------------------------------------------------------
 
 EXPECTED_FILES = {
-    "report.md",
-    "report.html",
-    "report.json",
-    "matrix.png",
-    "delta.png",
-    "scree.png",
-    "loadings.png",
-    "matrix.csv",
-    "delta.csv",
-    "explained_variance.csv",
-    "loadings.csv",
-    "projections.csv",
+    "report.md", "report.html", "report.json",
+    "matrix.png", "delta.png", "zscores.png", "scree.png", "loadings.png", "biplot.png",
+    "transfer.png",
+    "cells.csv", "matrix.csv", "delta.csv", "zscores.csv", "explained_variance.csv",
+    "loadings.csv", "projections.csv", "transfer.csv", "transfer_predictions.csv",
 }
 
 
@@ -257,7 +259,7 @@ def test_analyze_script_writes_report(tmp_path):
     assert f"Report: {report / 'report.html'}" in proc.stdout + proc.stderr
     assert {p.name for p in report.iterdir()} == EXPECTED_FILES
     html = (report / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == 7
     assert 'src="http' not in html and "src='http" not in html
     assert "stand-in" in (report / "report.md").read_text()
     matrix = pd.read_csv(report / "matrix.csv", index_col=0)

@@ -1,7 +1,10 @@
 """Cell records -> the adapter x task matrix of primary scores, and its views.
 
 Rows are adapter ids with the base model first, columns are task names in sorted order.
-The delta view subtracts the base row from every adapter row (adapters only).
+The delta view subtracts the base row from every adapter row (adapters only); the z-score
+view standardises each task over the rows shown. When the user allows records of several
+models in one matrix, rows are labelled ``<model>:<adapter id>`` and each adapter's delta is
+taken against its own model's base row.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from latent_traits.eval.records import BASE_ADAPTER_ID, primary_score
 
 from .errors import MissingCellsError, RecordConflictError
 
-MISSING_POLICIES = ("error", "drop_rows", "drop_columns")
+MISSING_POLICIES = ("error", "drop_rows", "drop_columns", "impute_mean")
+MODEL_SEP = ":"
 
 
 def _where(record: dict[str, Any]) -> str:
@@ -46,39 +50,61 @@ def _check_unique(records: list[dict[str, Any]], what: str, key) -> None:
 
 
 def select_cells(
-    records: list[dict[str, Any]], model_name: str | None = None
+    records: list[dict[str, Any]],
+    model_name: str | None = None,
+    allow_mixed_models: bool = False,
+    allow_mixed_versions: bool = False,
 ) -> list[dict[str, Any]]:
-    """Check that records belong together and keep the newest record per (adapter, task).
+    """Check that records belong together and keep the newest record per (row, task).
 
     Raises RecordConflictError when records come from different model names (or from another
-    model than `model_name`) or from different versions of one task."""
-    if model_name is not None:
+    model than `model_name`) or from different versions of one task, unless the user allowed
+    it: mixed models get one row per (model, adapter), mixed versions share the task's column.
+    """
+    fix_models = "; or set analysis.allow_mixed_models=true to put them side by side"
+    if model_name is not None and not allow_mixed_models:
         for record in records:
             if record["model"]["name"] != model_name:
                 raise RecordConflictError(
                     f"record {_where(record)} is for model {record['model']['name']!r}, "
-                    f"but the analysis is for model {model_name!r}"
+                    f"but the analysis is for model {model_name!r} (set model=...{fix_models})"
                 )
-    _check_unique(records, "model", lambda r: (None, r["model"]["name"]))
-    _check_unique(
-        records,
-        "task version",
-        lambda r: (r["task"]["name"], f"{r['task']['name']} v{r['task'].get('version')}"),
-    )
+    if not allow_mixed_models:
+        _check_unique(records, "model", lambda r: (None, r["model"]["name"]))
+    if not allow_mixed_versions:
+        _check_unique(
+            records,
+            "task version",
+            lambda r: (r["task"]["name"], f"{r['task']['name']} v{r['task'].get('version')}"),
+        )
+    mixed = len({r["model"]["name"] for r in records}) > 1
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     for record in records:
-        cell = (record["adapter"]["id"], record["task"]["name"])
+        row = record["adapter"]["id"]
+        if mixed:
+            row = f"{record['model']['name']}{MODEL_SEP}{row}"
+        record["_row"] = row
+        cell = (row, record["task"]["name"])
         if cell not in newest or _created_at(record) > _created_at(newest[cell]):
             newest[cell] = record
     return [newest[cell] for cell in sorted(newest)]
 
 
+def is_base(row: str) -> bool:
+    return row == BASE_ADAPTER_ID or row.endswith(f"{MODEL_SEP}{BASE_ADAPTER_ID}")
+
+
+def base_of(row: str) -> str:
+    """The base row an adapter row is compared with (its own model's, when models mix)."""
+    model, sep, _ = row.rpartition(MODEL_SEP)
+    return f"{model}{sep}{BASE_ADAPTER_ID}"
+
+
 def _pivot(cells: list[dict[str, Any]], value) -> pd.DataFrame:
-    rows = [(r["adapter"]["id"], r["task"]["name"], value(r)) for r in cells]
+    rows = [(r.get("_row", r["adapter"]["id"]), r["task"]["name"], value(r)) for r in cells]
     frame = pd.DataFrame(rows, columns=["adapter", "task", "value"])
     table = frame.pivot(index="adapter", columns="task", values="value")
-    adapters = sorted(set(table.index) - {BASE_ADAPTER_ID})
-    order = ([BASE_ADAPTER_ID] if BASE_ADAPTER_ID in table.index else []) + adapters
+    order = sorted(table.index, key=lambda row: (not is_base(row), row))
     table = table.reindex(index=order, columns=sorted(table.columns))
     table.index.name, table.columns.name = "adapter", "task"
     return table
@@ -98,44 +124,67 @@ def missing_cells(matrix: pd.DataFrame) -> list[tuple[str, str]]:
     return [(a, t) for a in matrix.index for t in matrix.columns if pd.isna(matrix.at[a, t])]
 
 
-def apply_missing_policy(matrix: pd.DataFrame, policy: str = "error") -> pd.DataFrame:
+def apply_missing_policy(
+    matrix: pd.DataFrame, policy: str = "error"
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Resolve cells without a record: `error` lists them, `drop_rows` drops adapters that
-    lack any cell, `drop_columns` drops tasks that lack any cell."""
+    lack any cell, `drop_columns` drops tasks that lack any cell, `impute_mean` fills a cell
+    with its task's mean over the rows that have it. Returns the matrix and the imputed cells."""
     if policy not in MISSING_POLICIES:
         raise MissingCellsError(
             f"analysis.missing={policy!r} is not one of {', '.join(MISSING_POLICIES)}"
         )
     missing = missing_cells(matrix)
     if not missing:
-        return matrix
+        return matrix, []
     if policy == "error":
         listed = ", ".join(f"{a} x {t}" for a, t in missing)
         raise MissingCellsError(
             f"{len(missing)} cell(s) of the adapter x task matrix have no record: {listed}. "
             "Run `python evaluate.py` to fill them, or set analysis.missing=drop_rows "
-            "(drop those adapters) or analysis.missing=drop_columns (drop those tasks)"
+            "(drop those adapters), analysis.missing=drop_columns (drop those tasks) or "
+            "analysis.missing=impute_mean (fill them with the task's mean; the report lists them)"
         )
+    if policy == "impute_mean":
+        empty = [t for t in matrix.columns if matrix[t].isna().all()]
+        if empty:
+            raise MissingCellsError(
+                f"analysis.missing=impute_mean cannot fill task(s) {', '.join(empty)}: no row "
+                "has a score there; use analysis.missing=drop_columns"
+            )
+        return matrix.fillna(matrix.mean(axis=0)), missing
     axis = 0 if policy == "drop_rows" else 1
     kept = matrix.dropna(axis=axis, how="any")
     if kept.size == 0:
         raise MissingCellsError(f"analysis.missing={policy} left an empty matrix")
-    return kept
+    return kept, []
 
 
 def adapter_rows(matrix: pd.DataFrame) -> pd.DataFrame:
-    """The matrix without the base row."""
-    return matrix.drop(index=BASE_ADAPTER_ID, errors="ignore")
+    """The matrix without the base row(s)."""
+    return matrix.loc[[row for row in matrix.index if not is_base(row)]]
 
 
 def delta_view(matrix: pd.DataFrame) -> pd.DataFrame:
     """Adapter rows minus the base row: the change each adapter makes on each task."""
-    if BASE_ADAPTER_ID not in matrix.index:
+    adapters = adapter_rows(matrix)
+    bases = [base_of(row) for row in adapters.index]
+    lacking = sorted({b for b in bases if b not in matrix.index})
+    if lacking or not any(is_base(row) for row in matrix.index):
         raise MissingCellsError(
-            f"the delta view needs the {BASE_ADAPTER_ID!r} row, which has no (complete) records; "
-            "evaluate the base model with `python evaluate.py`, or set analysis.view=raw "
-            "or analysis.missing=drop_columns"
+            f"the delta view needs the {', '.join(lacking) or BASE_ADAPTER_ID!r} row, which has "
+            "no (complete) records; evaluate the base model with `python evaluate.py`, or set "
+            "analysis.view=raw or analysis.missing=drop_columns"
         )
-    return adapter_rows(matrix) - matrix.loc[BASE_ADAPTER_ID]
+    base = matrix.loc[bases].to_numpy()
+    return pd.DataFrame(adapters.to_numpy() - base, index=adapters.index, columns=matrix.columns)
+
+
+def zscore_view(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Each task standardised over the rows shown: (score - task mean) / task std (ddof=0);
+    a task where every row scores the same gets 0."""
+    std = matrix.std(axis=0, ddof=0).replace(0.0, np.nan)
+    return ((matrix - matrix.mean(axis=0)) / std).fillna(0.0).where(matrix.notna())
 
 
 def stand_in_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:

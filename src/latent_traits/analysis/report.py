@@ -5,6 +5,7 @@ so a report is either whole or absent."""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,151 +14,74 @@ import pandas as pd
 from latent_traits.io import atomic_path, provenance, write_json, write_text
 
 from . import figures
+from .bootstrap import long_intervals
 from .render import to_html, to_markdown
+from .sections import build_blocks, explained_table
 
 if TYPE_CHECKING:
     from .run import Analysis
 
-TOP_TASKS = 3
-
-
-def _describe_pca(a: Analysis) -> str:
-    o = a.options
-    view = "the delta view (adapter minus base)" if o.view == "delta" else "the raw adapter rows"
-    return (
-        f"PCA of {view}: {len(a.pca_input)} adapters x {a.pca_input.shape[1]} tasks, "
-        f"{'centred' if o.center else 'not centred'}, "
-        f"{'standardised per task' if o.standardize else 'not standardised'}. Loadings are unit "
-        "axes over tasks; each component is signed so its largest-|loading| task is positive."
-    )
-
-
-def _trait_summary(a: Analysis) -> list[str]:
-    lines = []
-    for name, row in a.pca.loadings.iterrows():
-        order = row.sort_values()
-        top = ", ".join(f"{t} ({v:+.2f})" for t, v in order[::-1][:TOP_TASKS].items() if v > 0)
-        low = ", ".join(f"{t} ({v:+.2f})" for t, v in order[:TOP_TASKS].items() if v < 0)
-        ratio = a.pca.explained_variance_ratio[name]
-        lines.append(f"{name} ({ratio:.1%} of variance): high {top or '-'}; low {low or '-'}")
-    return lines
-
-
-def _stand_in_lines(a: Analysis) -> list[str]:
-    """Stand-in cells grouped by task (evaluation data) and by adapter (training data)."""
-    by_task: dict[tuple[str, str], list[str]] = {}
-    by_adapter: dict[tuple[str, str], list[str]] = {}
-    for c in a.stand_in:
-        if c["eval_data"]:
-            by_task.setdefault((c["task"], c["eval_data"]), []).append(c["adapter"])
-        if c["train_data"]:
-            by_adapter.setdefault((c["adapter"], c["train_data"]), []).append(c["task"])
-    lines = []
-    for (task, source), adapters in sorted(by_task.items()):
-        rows = "all rows" if set(adapters) >= set(a.matrix.index) else ", ".join(sorted(adapters))
-        lines.append(f"task {task} evaluated on stand-in data `{source}` ({rows})")
-    for (adapter, source), _ in sorted(by_adapter.items()):
-        lines.append(f"adapter {adapter} trained on stand-in data `{source}` (its whole row)")
-    return lines
-
-
-def _task_table(a: Analysis) -> pd.DataFrame:
-    rows = {}
-    for r in a.cells:
-        t, d = r["task"], r.get("data", {})
-        rows.setdefault(
-            t["name"],
-            {
-                "version": t.get("version"),
-                "type": t.get("type"),
-                "metric": r["primary_metric"],
-                "data": d.get("source"),
-                "stand-in": "no",
-            },
-        )
-        if d.get("stand_in"):
-            rows[t["name"]]["stand-in"] = "yes"
-    frame = pd.DataFrame.from_dict(rows, orient="index").sort_index()
-    frame.index.name = "task"
-    return frame
-
-
-def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> list[tuple]:
-    model = meta.get("model_name") or a.cells[0]["model"]["name"]
-    b: list[tuple] = [
-        ("h1", f"Latent traits report: {model}"),
-        (
-            "p",
-            f"{len(a.cells)} cell records from `{meta['records_dir']}`; "
-            f"{len(a.matrix.index)} rows (base first) x {len(a.matrix.columns)} tasks. "
-            "Scores are each task's primary metric.",
-        ),
-    ]
-    if a.stand_in:
-        b += [
-            ("h2", "Offline stand-in data"),
-            ("p", "These cells come from offline stand-in data, not the real datasets:"),
-            ("list", _stand_in_lines(a)),
-        ]
-    if a.dropped["adapters"] or a.dropped["tasks"] or a.ignored:
-        notes = [f"dropped adapter {x} (missing cells)" for x in a.dropped["adapters"]]
-        notes += [f"dropped task {x} (missing cells)" for x in a.dropped["tasks"]]
-        notes += [f"ignored older duplicate `{p}`" for p in a.ignored]
-        b += [("h2", "Notes"), ("list", notes)]
-    b += [
-        ("h2", "Tasks"),
-        ("table", _task_table(a), "{}"),
-        ("h2", "Performance matrix"),
-        ("table", a.matrix, "{:.3f}"),
-        ("figure", "matrix.png", figs["matrix.png"], "Primary score per adapter and task."),
-    ]
-    if a.delta is not None:
-        b += [
-            ("h2", "Change over the base model"),
-            ("table", a.delta, "{:+.3f}"),
-            ("figure", "delta.png", figs["delta.png"], "Adapter score minus base score."),
-        ]
-    b.append(("h2", "Latent traits (PCA)"))
-    if a.pca is None:
-        b.append(("p", f"PCA did not run: {a.pca_note}"))
-    else:
-        b += [
-            ("p", _describe_pca(a)),
-            ("list", _trait_summary(a)),
-            ("table", a.pca.explained_variance_table(), "{:.3f}"),
-            ("figure", "scree.png", figs["scree.png"], "Explained variance ratio."),
-            ("table", a.pca.loadings, "{:+.3f}"),
-            ("figure", "loadings.png", figs["loadings.png"], "Loadings: components x tasks."),
-            ("p", "Adapter projections (trait profiles):"),
-            ("table", a.pca.projections, "{:+.3f}"),
-        ]
-    b += [("h2", "Examples per cell"), ("table", a.counts, "{:.0f}")]
-    return b
+def _ci(a: Analysis, view: str) -> dict[str, Any]:
+    if view not in a.intervals:
+        return {}
+    low, high = a.intervals[view]
+    return {"low": low, "high": high}
 
 
 def render_figures(a: Analysis) -> dict[str, bytes]:
-    figs = {"matrix.png": figures.heatmap_png(a.matrix, "Primary score", fmt="{:.2f}")}
+    figs = {"matrix.png": figures.heatmap_png(
+        a.matrix, "Primary score", fmt="{:.2f}", marked=a.imputed, **_ci(a, "matrix"))}
     if a.delta is not None:
         figs["delta.png"] = figures.heatmap_png(
-            a.delta, "Change over base", diverging=True, fmt="{:+.2f}"
-        )
+            a.delta, "Change over base", diverging=True, fmt="{:+.2f}", marked=a.imputed,
+            **_ci(a, "delta"))
+    figs["zscores.png"] = figures.heatmap_png(
+        a.zscores, "Per-task z-score", diverging=True, fmt="{:+.1f}", marked=a.imputed)
     if a.pca is not None:
-        figs["scree.png"] = figures.scree_png(a.pca.explained_variance_table())
+        ci = a.pca_ci
+        figs["scree.png"] = figures.scree_png(
+            a.pca.explained_variance_table(), ci.get("ratio_low"), ci.get("ratio_high"),
+            a.options.bootstrap.level)
+        loadings = a.pca.loadings.copy()
+        loadings.index = [f"{pc} {name}" for pc, name in zip(loadings.index, a.traits,
+                                                             strict=True)]
+        loadings.index.name = "component"
+        low = ci["loadings_low"].set_axis(loadings.index) if ci else None
+        high = ci["loadings_high"].set_axis(loadings.index) if ci else None
         figs["loadings.png"] = figures.heatmap_png(
-            a.pca.loadings, "Loadings", diverging=True, fmt="{:+.2f}"
-        )
+            loadings, "Loadings", diverging=True, fmt="{:+.2f}", low=low, high=high)
+        figs["biplot.png"] = figures.biplot_png(a.pca.projections, a.pca.loadings, a.traits)
+    if a.transfer is not None:
+        figs["transfer.png"] = figures.transfer_png(a.transfer, a.transfer_k)
     return figs
 
 
 def tables(a: Analysis) -> dict[str, pd.DataFrame]:
-    out = {"matrix.csv": a.matrix}
+    out = {"cells.csv": a.long.set_index("model"), "matrix.csv": a.matrix,
+           "zscores.csv": a.zscores}
+    if "matrix" in a.intervals:
+        out["matrix_ci.csv"] = long_intervals(a.matrix, *a.intervals["matrix"], "score")
     if a.delta is not None:
         out["delta.csv"] = a.delta
+    if "delta" in a.intervals:
+        out["delta_ci.csv"] = long_intervals(a.delta, *a.intervals["delta"], "delta")
+    if a.missing:
+        out["missing_cells.csv"] = pd.DataFrame(a.missing, columns=["row", "task"]).assign(
+            policy=a.options.missing,
+            imputed=[cell in set(a.imputed) for cell in a.missing]).set_index("row")
     if a.pca is not None:
-        out["explained_variance.csv"] = a.pca.explained_variance_table()
+        out["explained_variance.csv"] = explained_table(a)
         out["loadings.csv"] = a.pca.loadings
         out["projections.csv"] = a.pca.projections
-    return out
+        if a.pca_ci:
+            out["loadings_ci.csv"] = long_intervals(
+                a.pca.loadings, a.pca_ci["loadings_low"], a.pca_ci["loadings_high"], "loading")
+    if a.seeds is not None:
+        out["seeds.csv"] = a.seeds.set_index("group")
+    if a.transfer is not None:
+        out["transfer.csv"] = a.transfer
+        out["transfer_predictions.csv"] = a.transfer_predictions.set_index("adapter")
+    return {name: frame for name, frame in out.items()}
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -169,7 +93,7 @@ def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: l
         "provenance": provenance(),
         "config": config,
         **meta,
-        "options": vars(a.options),
+        "options": asdict(a.options),
         "records": [
             {
                 "path": r.get("_path"),
@@ -195,7 +119,16 @@ def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: l
         else {
             "n_components": a.pca.n_components,
             "explained_variance_ratio": a.pca.explained_variance_ratio.to_dict(),
+            "trait_names": a.traits,
+            "trait_names_given": a.traits_given,
         },
+        "missing_cells": [list(c) for c in a.missing],
+        "imputed_cells": [list(c) for c in a.imputed],
+        "bootstrap": None if not a.intervals else asdict(a.options.bootstrap),
+        "bootstrap_note": a.bootstrap_note,
+        "transfer": None if a.transfer is None else {
+            "k": a.transfer_k, "overall": a.transfer.loc["overall"].to_dict()},
+        "transfer_note": a.transfer_note,
         "pca_skipped": a.pca_note,
         "files": files,
     }
@@ -215,7 +148,7 @@ def write_report(
         for name, png in figs.items():
             (tmp / name).write_bytes(png)
         for name, frame in csvs.items():
-            write_text(tmp / name, frame.to_csv())
+            write_text(tmp / name, frame.to_csv(index=not isinstance(frame.index, pd.RangeIndex)))
         write_text(tmp / "report.md", to_markdown(blocks))
         write_text(tmp / "report.html", to_html(blocks, title=blocks[0][1]))
         write_json(tmp / "report.json", report_json(a, meta, config, files))

@@ -1,4 +1,5 @@
-"""The analysis stage end to end: cell records -> matrix -> PCA latent traits -> report folder.
+"""The analysis stage end to end: cell records -> matrix -> PCA latent traits, uncertainty and
+transfer prediction -> report folder.
 
 Importable and testable without Hydra; analyze.py only wires the config into `run_analysis`.
 """
@@ -7,53 +8,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from latent_traits.eval.records import find_records, load_records
+from latent_traits.eval.records import find_records
 
+from . import bootstrap as bs
 from . import matrix as mx
+from . import store
 from .errors import AnalysisError, NoRecordsError
+from .options import AnalysisOptions, BootstrapOptions, PCAOptions, TransferOptions
 from .pca import PCAResult, fit_pca, pca_skip_reason
-from .report import write_report
+from .seeds import seed_table
+from .traits import task_tags, trait_names
+from .transfer import loto_predictions, supported_k, transfer_summary
 
+__all__ = ["AnalysisOptions", "BootstrapOptions", "PCAOptions", "TransferOptions",
+           "Analysis", "analyze_records", "run_analysis", "load_cells"]
 log = logging.getLogger(__name__)
-
-VIEWS = ("delta", "raw")
-
-
-@dataclass(frozen=True)
-class PCAOptions:
-    """The `analysis` config group's pca member (conf/analysis/pca.yaml)."""
-
-    view: str = "delta"  # delta: adapter rows minus the base row; raw: adapter rows as scored
-    n_components: int | None = None  # None: all the data supports
-    center: bool = True
-    standardize: bool = False
-    missing: str = "error"  # error | drop_rows | drop_columns
-
-    @classmethod
-    def from_config(cls, analysis: Mapping[str, Any]) -> PCAOptions:
-        """From the `analysis` config node (keys of other analyses are left to them)."""
-        return cls(**{f.name: analysis[f.name] for f in fields(cls) if f.name in analysis})
-
-    def __post_init__(self) -> None:
-        if self.view not in VIEWS:
-            raise AnalysisError(f"analysis.view={self.view!r} is not one of {', '.join(VIEWS)}")
-        if self.missing not in mx.MISSING_POLICIES:
-            raise AnalysisError(
-                f"analysis.missing={self.missing!r} is not one of {', '.join(mx.MISSING_POLICIES)}"
-            )
 
 
 @dataclass
 class Analysis:
     """Everything the report shows, computed from the records."""
 
-    options: PCAOptions
+    options: AnalysisOptions
     cells: list[dict[str, Any]]  # the records used, one per (adapter, task)
     ignored: list[str]  # paths of older duplicate records
     matrix: pd.DataFrame  # base + adapters x tasks, after the missing-cell policy
@@ -63,52 +45,105 @@ class Analysis:
     pca_note: str | None  # why PCA did not run
     dropped: dict[str, list[str]] = field(default_factory=dict)
     stand_in: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # cells without a record
+    imputed: list[tuple[str, str]] = field(default_factory=list)
+    long: pd.DataFrame | None = None  # every record read, one row each
+    zscores: pd.DataFrame | None = None
+    traits: list[str] = field(default_factory=list)
+    traits_given: list[bool] = field(default_factory=list)
+    intervals: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
+    pca_ci: dict[str, Any] = field(default_factory=dict)
+    bootstrap_note: str | None = None
+    seeds: pd.DataFrame | None = None
+    transfer: pd.DataFrame | None = None  # per task and overall RMSE, skill
+    transfer_predictions: pd.DataFrame | None = None
+    transfer_k: int | None = None
+    transfer_note: str | None = None
+    mixed_versions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def pca_input(self) -> pd.DataFrame:
         return self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
 
 
+def _uncertainty(a: Analysis) -> None:
+    o = a.options.bootstrap
+    if o.n_resamples == 0:
+        a.bootstrap_note = "the bootstrap is off (analysis.bootstrap.n_resamples=0)"
+        return
+    reps = bs.resample_matrix(a.matrix, a.cells, o.n_resamples, o.seed, o.level, a.imputed)
+    if reps is None:
+        a.bootstrap_note = "no cell has a usable predictions file, so no intervals"
+        return
+    a.intervals = bs.cell_intervals(reps, a.matrix, a.delta)
+    if a.pca is not None:
+        a.pca_ci = bs.pca_intervals(reps, a.matrix, a.pca, a.options.view)
+    without = int((~reps.has_ci).to_numpy().sum())
+    if without:
+        a.bootstrap_note = f"{without} cell(s) have no predictions to resample (no interval)"
+
+
+def _transfer(a: Analysis) -> None:
+    o = a.options.transfer
+    if not o.enabled:
+        a.transfer_note = "off (analysis.transfer.enabled=false)"
+        return
+    data = a.pca_input
+    most = supported_k(*data.shape)
+    if most < 1:
+        a.transfer_note = (f"needs at least 5 adapters and 2 tasks; the matrix has "
+                           f"{data.shape[0]} adapters x {data.shape[1]} tasks")
+        return
+    k = most if o.k is None else min(o.k, most)
+    if o.k is not None and o.k > most:
+        a.transfer_note = f"analysis.transfer.k={o.k} lowered to {most}, all the matrix supports"
+    a.transfer_k = k
+    a.transfer_predictions = loto_predictions(data, k, a.options.standardize)
+    a.transfer = transfer_summary(a.transfer_predictions)
+
+
 def analyze_records(
-    records: list[dict[str, Any]], options: PCAOptions | None = None, model_name: str | None = None
+    records: list[dict[str, Any]],
+    options: AnalysisOptions | None = None,
+    model_name: str | None = None,
 ) -> Analysis:
-    """Build the matrix and its delta view from cell records and fit PCA on the adapter rows."""
-    options = options or PCAOptions()
+    """Build the matrix and its views from cell records, fit PCA on the adapter rows, add
+    bootstrap intervals, seed spreads and transfer prediction."""
+    o = options or AnalysisOptions()
     if not records:
         raise NoRecordsError("no cell records to analyse")
-    cells = mx.select_cells(records, model_name)
-    kept = {r.get("_path") for r in cells}
-    ignored = sorted(r["_path"] for r in records if "_path" in r and r["_path"] not in kept)
+    cells = mx.select_cells(records, model_name, o.allow_mixed_models, o.allow_mixed_versions)
+    kept = {id(r) for r in cells}
+    ignored = sorted(str(r.get("_path")) for r in records if id(r) not in kept)
     full = mx.score_matrix(cells)
-    matrix = mx.apply_missing_policy(full, options.missing)
+    matrix, imputed = mx.apply_missing_policy(full, o.missing)
     dropped = {
         "adapters": [a for a in full.index if a not in matrix.index],
         "tasks": [t for t in full.columns if t not in matrix.columns],
     }
-    if options.view == "delta" or mx.BASE_ADAPTER_ID in matrix.index:
-        delta = mx.delta_view(matrix)
-    else:
-        delta = None
-    analysis = Analysis(
-        options=options,
-        cells=cells,
-        ignored=ignored,
-        matrix=matrix,
-        counts=mx.count_matrix(cells).reindex_like(matrix),
-        delta=delta,
-        pca=None,
-        pca_note=None,
-        dropped=dropped,
-        stand_in=mx.stand_in_cells(cells),
+    has_base = any(mx.is_base(row) for row in matrix.index)
+    delta = mx.delta_view(matrix) if o.view == "delta" or has_base else None
+    versions: dict[str, set] = {}
+    for r in cells:
+        versions.setdefault(r["task"]["name"], set()).add(str(r["task"].get("version")))
+    a = Analysis(
+        options=o, cells=cells, ignored=ignored, matrix=matrix,
+        counts=mx.count_matrix(cells).reindex_like(matrix), delta=delta, pca=None,
+        pca_note=None, dropped=dropped, stand_in=mx.stand_in_cells(cells),
+        missing=mx.missing_cells(full), imputed=imputed,
+        long=store.long_table(records, cells), zscores=mx.zscore_view(matrix),
+        seeds=seed_table(matrix),
+        mixed_versions={t: sorted(v) for t, v in versions.items() if len(v) > 1},
     )
-    analysis.pca_note = pca_skip_reason(analysis.pca_input, options.center)
-    if analysis.pca_note is None:
-        analysis.pca = fit_pca(
-            analysis.pca_input, options.n_components, options.center, options.standardize
-        )
+    a.pca_note = pca_skip_reason(a.pca_input, o.center)
+    if a.pca_note is None:
+        a.pca = fit_pca(a.pca_input, o.n_components, o.center, o.standardize)
+        a.traits, a.traits_given = trait_names(a.pca.loadings, task_tags(cells), o.trait_names)
     else:
-        log.warning("%s The report shows the matrix only.", analysis.pca_note)
-    return analysis
+        log.warning("%s The report shows the matrix only.", a.pca_note)
+    _uncertainty(a)
+    _transfer(a)
+    return a
 
 
 def no_records_message(records_dir: str | Path) -> str:
@@ -125,19 +160,41 @@ def no_records_message(records_dir: str | Path) -> str:
     )
 
 
+def load_cells(
+    source: str, records_dir: str | Path, wandb_cfg: Mapping[str, Any] | None = None,
+    api: Any = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """Records from `source` (local | wandb) and a description of where they came from."""
+    if source == "local":
+        records = store.local_records(records_dir)
+        if not records:
+            raise NoRecordsError(no_records_message(records_dir))
+        return records, f"`{records_dir}`"
+    if source == "wandb":
+        wandb_cfg = dict(wandb_cfg or {})
+        records = store.load_from_wandb(wandb_cfg, api)
+        where = "/".join(x for x in (wandb_cfg.get("entity"), wandb_cfg.get("project")) if x)
+        return records, f"W&B project `{where}`"
+    raise AnalysisError(f"analysis.source={source!r} is not one of {', '.join(store.SOURCES)}")
+
+
 def run_analysis(
     records_dir: str | Path,
     report_dir: str | Path,
-    options: PCAOptions | None = None,
+    options: AnalysisOptions | None = None,
     model_name: str | None = None,
     config: dict[str, Any] | None = None,
+    source: str = "local",
+    wandb_cfg: Mapping[str, Any] | None = None,
+    api: Any = None,
 ) -> Path:
-    """Read the records under records_dir, analyse them and write the report folder
-    atomically to report_dir. Returns the path of report.html. Writes nothing on error."""
-    records = load_records(records_dir)
-    if not records:
-        raise NoRecordsError(no_records_message(records_dir))
-    log.info("Read %d cell record(s) from %s", len(records), records_dir)
+    """Read the records, analyse them and write the report folder atomically to report_dir.
+    Returns the path of report.html. Writes nothing on error."""
+    from .report import write_report
+
+    records, where = load_cells(source, records_dir, wandb_cfg, api)
+    log.info("Read %d cell record(s) from %s", len(records), where)
     analysis = analyze_records(records, options, model_name)
-    meta = {"records_dir": str(records_dir), "model_name": model_name}
+    meta = {"records_dir": str(records_dir), "source": source, "where": where,
+            "model_name": model_name}
     return write_report(analysis, report_dir, config=config, meta=meta)
