@@ -40,7 +40,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check src tests train.py evaluate.py analyze.py
+	$(VENV)/bin/ruff check src tests bench train.py evaluate.py analyze.py
 
 clean-artifacts:
 	rm -rf artifacts outputs multirun/*/
