@@ -72,6 +72,30 @@ def _usable(record: dict[str, Any]) -> dict[str, float] | None:
     return correct
 
 
+def resample_task(
+    found: dict[Any, dict[str, float]], n_resamples: int, rng: np.random.Generator
+) -> dict[Any, np.ndarray]:
+    """Resampled scores (n_resamples,) per row of one task, from {row: {example id: correct}}:
+    paired when every row has the same example ids, else each row on its own (a binomial
+    draw, which is exactly the bootstrap of a 0/1 mean)."""
+    if not found:
+        return {}
+    ids = [sorted(c) for c in found.values()]
+    if all(x == ids[0] for x in ids):  # paired: one draw of examples for every row
+        n = len(ids[0])
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
+        table = np.array([[found[i][k] for k in ids[0]] for i in found])
+        return dict(zip(found, (counts @ table.T / n).T, strict=True))
+    out = {}
+    for i, correct in found.items():
+        values = np.fromiter(correct.values(), float)
+        if np.isin(values, (0.0, 1.0)).all():
+            out[i] = rng.binomial(len(values), values.mean(), size=n_resamples) / len(values)
+        else:
+            out[i] = values[rng.integers(0, len(values), (n_resamples, len(values)))].mean(1)
+    return out
+
+
 def resample_matrix(
     matrix: pd.DataFrame,
     cells: list[dict[str, Any]],
@@ -95,20 +119,8 @@ def resample_matrix(
                 correct = _usable(record)
                 if correct is not None:
                     found[i] = correct
-        if not found:
-            continue
-        ids = [sorted(c) for c in found.values()]
-        if all(x == ids[0] for x in ids):  # paired: one draw of examples for every row
-            n = len(ids[0])
-            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
-            table = np.array([[found[i][k] for k in ids[0]] for i in found])
-            values[:, list(found), j] = counts @ table.T / n
-        else:
-            for i, correct in found.items():
-                n = len(correct)
-                p = float(np.mean(list(correct.values())))
-                values[:, i, j] = rng.binomial(n, p, size=n_resamples) / n
-        for i in found:
+        for i, scores in resample_task(found, n_resamples, rng).items():
+            values[:, i, j] = scores
             has_ci.iat[i, j] = True
     if not has_ci.to_numpy().any():
         return None
