@@ -82,6 +82,17 @@ def test_unpaired_rows_resample_independently():
     assert set(np.unique(draws[1] * 3)) <= {0.0, 1.0, 2.0, 3.0}
 
 
+def test_paired_rows_share_the_draw_so_deltas_are_tight():
+    rng = np.random.default_rng(4)
+    base = rng.random(200) < 0.5
+    adapter = base.copy()
+    adapter[:6] = ~adapter[:6]  # the adapter differs from the base on 6 examples only
+    found = {i: {f"e{k}": float(c) for k, c in enumerate(x)} for i, x in enumerate([base, adapter])}
+    draws = bs.resample_task(found, 500, rng)
+    paired = np.std(draws[1] - draws[0])
+    assert paired < 0.5 * np.std(draws[0])  # an unpaired delta would spread ~1.4x a cell's
+
+
 def test_align_components_undoes_permutation_and_sign():
     reference = np.linalg.qr(np.random.default_rng(2).normal(size=(5, 3)))[0].T
     shuffled = np.stack([reference[[1, 0, 2]] * np.array([[-1], [1], [-1]])])
