@@ -42,15 +42,15 @@ def heatmap_png(
     highs = high.reindex_like(frame).to_numpy(float) if ci else None
     marked_idx = {(list(frame.index).index(r), list(frame.columns).index(c))
                   for r, c in (marked or []) if r in frame.index and c in frame.columns}
-    fig = Figure(figsize=(1.8 + (1.25 if ci else 0.85) * n_cols,
+    fig = Figure(figsize=(1.8 + (1.5 if ci else 0.85) * n_cols,
                           1.4 + (0.62 if ci else 0.45) * n_rows))
     ax = fig.add_subplot()
     finite = values[np.isfinite(values)]
     if diverging:
         bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-        image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound))
+        image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto")
     else:
-        image = ax.imshow(values, cmap="viridis")
+        image = ax.imshow(values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(n_cols), [str(c) for c in frame.columns], rotation=45, ha="right")
     ax.set_yticks(range(n_rows), [str(i) for i in frame.index])
     ax.set_xlabel(frame.columns.name or "")
@@ -62,7 +62,7 @@ def heatmap_png(
             value = values[i, j]
             text = "n/a" if not np.isfinite(value) else fmt.format(value)
             if ci and np.isfinite(lows[i, j]):
-                text += "\n[" + fmt.format(lows[i, j]) + ", " + fmt.format(highs[i, j]) + "]"
+                text += "\n[" + fmt.format(lows[i, j]) + "," + fmt.format(highs[i, j]) + "]"
             if (i, j) in marked_idx:
                 text += "*"
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
