@@ -281,7 +281,9 @@ def test_hub_rows_are_mapped_thresholded_and_split(monkeypatch, specs):
 
 
 def test_a_target_without_a_scorer_is_refused_by_name(tmp_path):
-    cfg = compose_config("evaluate", ["target_task=[imdb,magicoder]"], artifacts=tmp_path)
+    # magicoder has a scorer now (code_match); the refusal stays for any task with scorer none
+    cfg = compose_config("evaluate", ["target_task=[imdb,magicoder]", "target_task.magicoder.task.scorer=none"],
+                         artifacts=tmp_path)
     with pytest.raises(LatentTraitsError, match="'magicoder' has no automatic scorer"):
         target_specs(cfg)
 

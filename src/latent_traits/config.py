@@ -42,8 +42,8 @@ def target_specs(cfg: DictConfig) -> list[tuple[TaskSpec, dict[str, Any]]]:
         spec = TaskSpec.from_config(entry.pop("task"))
         if not spec.scorable:
             raise LatentTraitsError(
-                f"target task {spec.name!r} has no automatic scorer yet (scorer: none; its LLM judge "
-                f"comes with issue 5): leave it out of target_task"
+                f"target task {spec.name!r} has no automatic scorer (scorer: none): leave it out of "
+                f"target_task or give its task spec a scorer"
             )
         out.append((spec, entry))
     return out

@@ -9,7 +9,7 @@ from typing import Any
 from latent_traits.errors import LatentTraitsError
 
 TASK_TYPES = ("classification", "generation")
-SCORERS = ("exact_label", "numeric", "none")  # none: no automatic score yet (code: an LLM judge, issue 5)
+SCORERS = ("exact_label", "numeric", "code_match", "none")  # none: no automatic score (refused as a target)
 
 
 @dataclass(frozen=True)

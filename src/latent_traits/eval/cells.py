@@ -10,8 +10,9 @@ from tqdm import tqdm
 from latent_traits.data.datamodule import encode_prompt
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
+from latent_traits.eval.code import SandboxSettings, execute_against_reference, score_code_match
 from latent_traits.eval.decoding import constrained_choice, generate, loglik_choice, score_labels
-from latent_traits.eval.metrics import classification_metrics, numeric_metrics
+from latent_traits.eval.metrics import classification_metrics, code_metrics, numeric_metrics
 from latent_traits.eval.scorers import reference_answer, score_numeric
 
 CLASSIFICATION_MODES = {"constrained": constrained_choice, "loglik": None}
@@ -44,33 +45,52 @@ def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], p
     return rows  # type: ignore[return-value]
 
 
+def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, Any] | None) -> dict[str, Any]:
+    """The scorer-specific fields of one generation row (reference, parsed, correct, ...)."""
+    if spec.scorer == "code_match":
+        reference = example.get("target", "")
+        scored = score_code_match(text, reference)
+        row = {"reference": reference, "parsed": scored["code"], "correct": scored["correct"],
+               "parses": scored["parses"], "missing_names": scored["missing_names"],
+               "name_recall": scored["name_recall"]}
+        if code and code.get("execution") == "sandboxed":
+            row.update(execute_against_reference(scored["code"], example, SandboxSettings.from_config(code["sandbox"])))
+        return row
+    reference = reference_answer(example)
+    scored = score_numeric(text, reference)
+    return {"reference": reference, "parsed": scored["flexible"], "parsed_strict": scored["strict"],
+            "correct": scored["flexible_correct"], "strict_correct": scored["strict_correct"],
+            "flexible_correct": scored["flexible_correct"]}
+
+
 def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], prompts: list[list[int]],
-                   batch_size: int, decoding: dict[str, Any], progress: Callable) -> list[dict[str, Any]]:
+                   batch_size: int, decoding: dict[str, Any], progress: Callable,
+                   code: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any] | None] = [None] * len(examples)
     cap = decoding.get("max_new_tokens_cap")
     max_new_tokens = min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens
-    for batch in progress(length_sorted_batches([len(p) for p in prompts], batch_size)):
+    seed = decoding.get("seed")
+    for b, batch in enumerate(progress(length_sorted_batches([len(p) for p in prompts], batch_size))):
         outputs = generate(
             model, tokenizer, [prompts[i] for i in batch], max_new_tokens=max_new_tokens,
             stop=list(spec.stop), do_sample=bool(decoding.get("do_sample", False)),
             temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
+            seed=None if seed is None else int(seed) + b,  # per batch: batches are a fixed partition
         )
         for i, text in zip(batch, outputs, strict=True):
-            reference = reference_answer(examples[i])
-            scored = score_numeric(text, reference)
             rows[i] = {
-                "id": examples[i]["id"], "reference": reference, "raw_output": text,
-                "parsed": scored["flexible"], "parsed_strict": scored["strict"],
-                "correct": scored["flexible_correct"], "strict_correct": scored["strict_correct"],
-                "flexible_correct": scored["flexible_correct"], "output_chars": len(text),
+                "id": examples[i]["id"], "raw_output": text, **score_generation(spec, examples[i], text, code),
+                "output_chars": len(text),
                 "output_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
             }
     return rows  # type: ignore[return-value]
 
 
 def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_size: int,
-             max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "") -> tuple[list[dict], dict, str, int]:
-    """Returns (prediction rows, metrics, primary metric name, number of invalid outputs)."""
+             max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
+             code: dict[str, Any] | None = None) -> tuple[list[dict], dict, str, int]:
+    """Returns (prediction rows, metrics, primary metric name, number of invalid outputs).
+    `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks."""
     prompts = [encode_prompt(spec, e["input"], tokenizer, max_input_tokens) for e in examples]
 
     def progress(batches):
@@ -80,6 +100,8 @@ def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_si
         rows = run_classification(model, tokenizer, spec, examples, prompts, batch_size,
                                   decoding.get("classification", "constrained"), progress)
         return rows, classification_metrics(rows, list(spec.labels)), "accuracy", 0
-    rows = run_generation(model, tokenizer, spec, examples, prompts, batch_size, decoding, progress)
+    rows = run_generation(model, tokenizer, spec, examples, prompts, batch_size, decoding, progress, code)
+    if spec.scorer == "code_match":
+        return rows, code_metrics(rows), "code_match", sum(not r["parses"] for r in rows)
     n_invalid = sum(r["parsed"] is None for r in rows)
     return rows, numeric_metrics(rows), "flexible_extract", n_invalid

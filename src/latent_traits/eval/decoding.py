@@ -94,9 +94,13 @@ def loglik_choice(scores: LabelScores) -> int:
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
-             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
-    """Continue each prompt (one left-padded batch); cut each output at its first stop string."""
+             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+             seed: int | None = None) -> list[str]:
+    """Continue each prompt (one left-padded batch); cut each output at its first stop string.
+    Sampling with a seed reseeds torch's generators first, so the same call gives the same text."""
     device = next(model.parameters()).device
+    if do_sample and seed is not None:
+        torch.manual_seed(seed)  # every device's generator
     input_ids, attention, _ = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
     kwargs = {"do_sample": do_sample}
     if do_sample:

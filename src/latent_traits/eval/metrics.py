@@ -39,6 +39,23 @@ def numeric_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def code_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """code_match: parses and defines the reference's entry names (a proxy, no execution);
+    execution_pass only where the sandbox ran the code (over the examples that have tests)."""
+    recalls = [r["name_recall"] for r in rows if r.get("name_recall") is not None]
+    metrics: dict[str, Any] = {
+        "code_match": mean(float(r["correct"]) for r in rows),
+        "parses": mean(float(r["parses"]) for r in rows),
+        "name_recall": mean(recalls) if recalls else None,
+    }
+    if any("executed" in r for r in rows):
+        executed = [r for r in rows if r.get("executed")]
+        metrics["n_executed"] = len(executed)
+        metrics["n_without_tests"] = sum(not r.get("executed") for r in rows)
+        metrics["execution_pass"] = mean(float(r["execution_correct"]) for r in executed) if executed else None
+    return {**metrics, **length_metrics(rows)}
+
+
 def length_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {
         "mean_output_chars": mean(r["output_chars"] for r in rows),

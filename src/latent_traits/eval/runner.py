@@ -16,6 +16,7 @@ from latent_traits.config import target_specs, to_plain
 from latent_traits.data.load import load_examples
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import run_cell
+from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
 from latent_traits.eval.records import (
     BASE_ADAPTER_ID,
     SCHEMA_VERSION,
@@ -102,14 +103,45 @@ class ResidentModel:
         yield self.peft
 
 
+def cell_seed(eval_seed: int, adapter_id: str, task: str) -> int:
+    """The sampling seed of one cell, from the evaluation seed, the adapter id and the task: a rerun
+    and a resumed run draw the same samples, whatever order the cells run in."""
+    return int(stable_hash([int(eval_seed), adapter_id, task], 8), 16) % (2**31)
+
+
+def decoding_settings(cfg: DictConfig, adapter_id: str, task: str) -> dict[str, Any]:
+    decoding = {**to_plain(cfg.eval.decoding), "max_input_tokens": cfg.data.max_input_tokens}
+    if decoding.get("do_sample"):
+        decoding["seed"] = cell_seed(cfg.seed, adapter_id, task)
+    else:  # greedy: no seed, so greedy cells keep their settings hash
+        decoding.pop("seed", None)
+    return decoding
+
+
+def code_settings(cfg: DictConfig, spec) -> dict[str, Any] | None:
+    """How a code_match task is scored: never executed unless eval.code_execution=sandboxed."""
+    if spec.scorer != "code_match":
+        return None
+    execution = str(cfg.eval.get("code_execution", "off"))
+    if execution not in EXECUTION_MODES:
+        raise LatentTraitsError(f"eval.code_execution={execution!r} is not one of {EXECUTION_MODES}")
+    if execution == "off":
+        return {"execution": "off"}
+    sandbox = {"seed": int(cfg.seed), **to_plain(cfg.eval.get("code_sandbox") or {})}
+    SandboxSettings.from_config(sandbox)  # unknown keys fail before any model loads
+    return {"execution": execution, "sandbox": sandbox}
+
+
 def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> dict[str, Any]:
+    code = code_settings(cfg, spec)
     return {
         "model": to_plain(cfg.model),
         "adapter": {"id": adapter.id, "train_settings_hash": (adapter.train_result or {}).get("settings_hash")},
         "task": {**spec.to_record(), "max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop),
                  "instruction": spec.instruction, "cue": spec.cue},
         "data": {k: data_prov[k] for k in ("source", "split", "n", "seed", "hash", "transforms")},
-        "decoding": {**to_plain(cfg.eval.decoding), "max_input_tokens": cfg.data.max_input_tokens},
+        "decoding": decoding_settings(cfg, adapter.id, spec.name),
+        **({"code": code} if code else {}),
     }
 
 
@@ -165,7 +197,8 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
             started = time.perf_counter()
             rows, metrics, primary, n_invalid = run_cell(
                 model, tokenizer, spec, examples, batch_size=cfg.eval.batch_size,
-                max_input_tokens=cfg.data.max_input_tokens, decoding=to_plain(cfg.eval.decoding),
+                max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
+                code=settings.get("code"),
                 desc=f"{adapter.id} x {spec.name}",
             )
             seconds = time.perf_counter() - started
@@ -179,6 +212,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
                 "train_data": (adapter.train_result or {}).get("data"),
             },
             "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
+            **({"code_scoring": settings["code"]} if settings.get("code") else {}),
             "settings_hash": stable_hash(settings), "metrics": metrics, "primary_metric": primary,
             "n_invalid": n_invalid,
             "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},

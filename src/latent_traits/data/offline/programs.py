@@ -28,5 +28,7 @@ def load_codeio(max_target_chars: int | None = None, **_: Any) -> list[dict[str,
             solution = row["code_sample"].strip()
             if max_target_chars and len(solution) > max_target_chars:
                 continue
-            examples.append({"id": f"codeio-{i}", "input": problem, "target": solution})
+            # the input generator lets the opt-in sandbox test a generated solution (eval/code.py)
+            examples.append({"id": f"codeio-{i}", "input": problem, "target": solution,
+                             "input_generator": row.get("input_generator")})
     return examples
