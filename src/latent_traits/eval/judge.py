@@ -1,0 +1,206 @@
+"""LLM judge, following the study's protocol.
+
+The judge sees the question, the reference answer and the model's output; it reasons inside
+<thinking> tags and gives its verdict inside <answer> tags. A verdict is yes/no, correct/
+incorrect, true/false or 1/0 (any case, surrounding whitespace, quotes or a final period
+tolerated); anything else, or no <answer> tag at all, is an INVALID verdict. Invalid verdicts are
+counted (``n_invalid_verdicts``) and dropped from numerator and denominator: ``judge_accuracy``
+is the share of correct verdicts among the valid ones.
+
+Backends (conf/judge/): ``hf``, any local Hugging Face causal LM (loaded once, greedy decoding,
+its chat template when it has one); ``openai``, any OpenAI-compatible chat-completions endpoint
+(``base_url``, ``model``; the API key is read from the environment variable named by
+``api_key_env``, never from the config, and never written anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tqdm import tqdm
+
+from latent_traits.errors import LatentTraitsError
+
+log = logging.getLogger(__name__)
+PROMPT_VERSION = "1"
+JUDGE_BACKENDS = ("none", "hf", "openai")
+MAX_STORED_JUDGE_CHARS = 4000
+
+SYSTEM_PROMPT = (
+    "You are a strict grader. You compare a model's output with the reference answer to a question "
+    "and decide whether the output's final answer is correct."
+)
+USER_TEMPLATE = """Question:
+{question}
+
+Reference answer:
+{reference}
+
+Model output:
+{output}
+
+Is the model output's final answer correct, that is, does it agree with the reference answer? \
+Think step by step inside <thinking></thinking> tags, then give your verdict inside \
+<answer></answer> tags as exactly one word: yes or no."""
+
+ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.IGNORECASE | re.DOTALL)
+VERDICTS = {"yes": True, "correct": True, "true": True, "1": True,
+            "no": False, "incorrect": False, "false": False, "0": False}
+
+
+def parse_verdict(text: str | None) -> bool | None:
+    """True / False from the judge's last <answer> tag; None for an invalid verdict."""
+    if not text:
+        return None
+    found = ANSWER_TAG.findall(text)
+    if not found:
+        return None
+    answer = found[-1].strip().strip("\"'`*").strip().rstrip(".!").strip().lower()
+    return VERDICTS.get(answer)
+
+
+def judge_messages(question: str, reference: str, output: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_TEMPLATE.format(question=question, reference=reference, output=output)}]
+
+
+def judge_metrics(verdicts: Sequence[bool | None]) -> dict[str, Any]:
+    valid = [v for v in verdicts if v is not None]
+    return {
+        "judge_accuracy": sum(valid) / len(valid) if valid else None,
+        "judge_n_valid": len(valid),
+        "n_invalid_verdicts": len(verdicts) - len(valid),
+    }
+
+
+class Judge:
+    """A judge backend: `complete` turns chat messages into the judge's raw texts."""
+
+    def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        raise NotImplementedError
+
+    def judge(self, items: Sequence[Mapping[str, str]], desc: str = "judge") -> list[dict[str, Any]]:
+        """items: {question, reference, output}; returns per item {judge_verdict, judge_output}."""
+        texts = self.complete([judge_messages(i["question"], i["reference"], i["output"]) for i in items])
+        return [{"judge_verdict": parse_verdict(t), "judge_output": (t or "")[:MAX_STORED_JUDGE_CHARS]}
+                for t in texts]
+
+
+class HFJudge(Judge):
+    """A local Hugging Face causal LM, loaded once, decoding greedily in batches."""
+
+    def __init__(self, model_cfg: Mapping[str, Any], cache_dir: str, max_new_tokens: int = 512,
+                 batch_size: int = 8, max_input_tokens: int = 2048, tokenizer=None, model=None):
+        self.model_cfg = dict(model_cfg)
+        self.max_new_tokens, self.batch_size, self.max_input_tokens = max_new_tokens, batch_size, max_input_tokens
+        if model is None:
+            from latent_traits.model.factory import load_tokenizer_and_model
+
+            tokenizer, model = load_tokenizer_and_model(self.model_cfg, cache_dir)
+            model.eval()
+        tokenizer.padding_side = "left"
+        self.tokenizer, self.model = tokenizer, model
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, Mapping) else list(ids)
+        else:
+            text = "\n\n".join(m["content"] for m in messages) + "\n\n<thinking>"
+            ids = self.tokenizer(text)["input_ids"]
+        return ids[-self.max_input_tokens:]
+
+    def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        from latent_traits.eval.cells import length_sorted_batches
+        from latent_traits.eval.decoding import generate
+
+        prompts = [self.encode(m) for m in conversations]
+        texts: list[str] = [""] * len(prompts)
+        for batch in tqdm(length_sorted_batches([len(p) for p in prompts], self.batch_size),
+                          desc="judge", unit="batch", leave=False):
+            outputs = generate(self.model, self.tokenizer, [prompts[i] for i in batch],
+                               max_new_tokens=self.max_new_tokens, stop=["</answer>"])
+            for i, text in zip(batch, outputs, strict=True):
+                # the stop string is cut off: put the closing tag back where an answer was opened
+                texts[i] = text + "</answer>" if "<answer>" in text.lower() else text
+        return texts
+
+
+class OpenAIJudge(Judge):
+    """An OpenAI-compatible /chat/completions endpoint (OpenAI, vLLM's server, ...), temperature 0."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
+                 max_tokens: int = 512, timeout_s: float = 120.0, max_retries: int = 3, concurrency: int = 4):
+        if not base_url or not model:
+            raise LatentTraitsError("judge=openai needs judge.base_url=<http://host:port/v1> and judge.model=<name>")
+        self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
+        self.max_tokens, self.timeout_s = max_tokens, timeout_s
+        self.max_retries, self.concurrency = max(1, max_retries), max(1, concurrency)
+        if api_key_env and not os.environ.get(api_key_env):
+            log.warning("judge: environment variable %s is not set; calling %s without an API key",
+                        api_key_env, self.base_url)
+
+    def request(self, messages: list[dict[str, str]]) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.0,
+                           "max_tokens": self.max_tokens}).encode()
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        error: Exception | None = None
+        for attempt in range(self.max_retries):
+            try:
+                req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
+                    payload = json.loads(response.read())
+                return payload["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as err:
+                error = err
+                if err.code in (400, 401, 403, 404):  # will not get better by retrying
+                    break
+            except (urllib.error.URLError, OSError, KeyError, IndexError, ValueError) as err:
+                error = err
+            time.sleep(min(2.0**attempt * 0.5, 10.0))
+        raise LatentTraitsError(f"judge endpoint {self.base_url} (model {self.model!r}) failed: {error}")
+
+    def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(tqdm(pool.map(self.request, conversations), total=len(conversations),
+                             desc="judge", unit="request", leave=False))
+
+
+def build_judge(judge_cfg: Mapping[str, Any] | None, cache_dir: str) -> Judge | None:
+    """The judge of conf/judge/<backend>.yaml, or None for judge=none."""
+    cfg = dict(judge_cfg or {})
+    backend = cfg.pop("backend", "none")
+    if backend not in JUDGE_BACKENDS:
+        raise LatentTraitsError(f"judge.backend={backend!r} is not one of {JUDGE_BACKENDS}")
+    cfg.pop("primary", None)
+    if backend == "none":
+        return None
+    if backend == "hf":
+        return HFJudge(cfg.pop("model"), cache_dir, **cfg)
+    return OpenAIJudge(**cfg)
+
+
+def judge_identity(judge_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What identifies a judge's verdicts, from its config alone (no model load, no key)."""
+    cfg = dict(judge_cfg or {})
+    backend = cfg.get("backend", "none")
+    if backend == "none":
+        return None
+    if backend == "hf":
+        model = dict(cfg.get("model") or {})
+        return {"backend": "hf", "model": {k: model.get(k) for k in ("name", "source", "hub_id", "path", "dtype")},
+                "max_new_tokens": cfg.get("max_new_tokens", 512), "prompt_version": PROMPT_VERSION}
+    return {"backend": "openai", "base_url": str(cfg.get("base_url", "")).rstrip("/"), "model": cfg.get("model"),
+            "max_tokens": cfg.get("max_tokens", 512), "prompt_version": PROMPT_VERSION}
