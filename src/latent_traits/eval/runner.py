@@ -25,6 +25,7 @@ from latent_traits.eval.records import (
     read_json,
     record_path,
 )
+from latent_traits.eval.wandb_log import logger_kind
 from latent_traits.io import provenance, stable_hash, write_json, write_jsonl
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.train.run import TRAIN_RESULT
@@ -185,69 +186,99 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         raise LatentTraitsError("no target tasks selected; e.g. 'target_task=[imdb,goat]'")
 
     grid = ([BASE] if cfg.eval.include_base else []) + adapters
-    pending = []
+    cells, n_pending = [], 0
     for adapter in grid:
         for spec, examples, data_prov in tasks:
             settings = cell_settings(cfg, adapter, spec, data_prov)
-            path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
-            if is_finished(path, stable_hash(settings)):
+            finished = is_finished(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
+                                   stable_hash(settings))
+            if finished:
                 log.info("Skipping %s x %s: finished with the same settings", adapter.id, spec.name)
-            else:
-                pending.append((adapter, spec, examples, data_prov, settings))
+            n_pending += not finished
+            cells.append((adapter, spec, examples, data_prov, settings, finished))
     log.info("%d of %d cells to evaluate (%d adapters incl. base x %d tasks)",
-             len(pending), len(grid) * len(tasks), len(grid), len(tasks))
-    written = []
-    if not pending:
-        return written
-    tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
-    base_model.eval()
-    resident = ResidentModel(base_model)
-    tokenizer.padding_side = "left"
-    judge = None  # loaded once, on the first cell that needs it
-    for adapter, spec, examples, data_prov, settings in pending:
-        with resident.use(adapter) as model:
-            started = time.perf_counter()
-            rows, metrics, primary, n_invalid = run_cell(
-                model, tokenizer, spec, examples, batch_size=cfg.eval.batch_size,
-                max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                code=settings.get("code"),
-                desc=f"{adapter.id} x {spec.name}",
-            )
-            seconds = time.perf_counter() - started
-        n_invalid_verdicts = None
-        if settings.get("judge"):
-            if judge is None:
-                judge = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
-            verdicts = judge.judge([{"question": e["input"], "reference": str(e.get("target", "")),
-                                     "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
-            for row, verdict in zip(rows, verdicts, strict=True):
-                row.update(verdict)
-            metrics.update(judge_metrics([v["judge_verdict"] for v in verdicts]))
-            n_invalid_verdicts = metrics["n_invalid_verdicts"]
-            if settings["judge"]["primary"]:
-                primary = "judge_accuracy"
-        record = {
-            "schema_version": SCHEMA_VERSION, "status": "complete",
-            "model": {"name": model_name, "source": cfg.model.source},
-            "adapter": {
-                "id": adapter.id, "path": str(adapter.path) if adapter.path else None,
-                "source_dataset": (adapter.train_result or {}).get("source_dataset"),
-                "train_config": (adapter.train_result or {}).get("settings"),
-                "train_data": (adapter.train_result or {}).get("data"),
-            },
-            "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
-            **({"code_scoring": settings["code"]} if settings.get("code") else {}),
-            "settings_hash": stable_hash(settings), "metrics": metrics, "primary_metric": primary,
-            "n_invalid": n_invalid,
-            **({"judge": settings["judge"], "n_invalid_verdicts": n_invalid_verdicts} if settings.get("judge") else {}),
-            "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},
-            **provenance(),
-        }
-        # predictions first, record last: a record on disk means its predictions are complete
-        write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
-        path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
-        write_json(path, record)
-        written.append(path)
-        log.info("%s x %s: %s = %s (%d examples, %.1f s)", adapter.id, spec.name, primary,
-                 "n/a" if metrics[primary] is None else f"{metrics[primary]:.3f}", len(rows), seconds)
+             n_pending, len(cells), len(grid), len(tasks))
+    tracker = eval_tracker(cfg)
+    written: list[Path] = []
+    ok = False
+    try:
+        state: dict[str, Any] = {}  # the resident model and the judge, loaded on first need
+        for adapter, spec, examples, data_prov, settings, finished in cells:
+            if not finished:
+                written.append(evaluate_cell(cfg, state, adapter, spec, examples, data_prov, settings))
+            if tracker is not None:
+                tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
+                                 predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name))
+        ok = True
+    finally:
+        if tracker is not None:
+            tracker.finish(exit_code=0 if ok else 1)
     return written
+
+
+def eval_tracker(cfg: DictConfig):
+    """The W&B logger of this job (logger=wandb), or None (logger=none, the default)."""
+    logger_cfg = cfg.get("logger")
+    if logger_kind(logger_cfg) == "none":
+        return None
+    from latent_traits.eval.wandb_log import EvalWandb
+
+    # read key by key: the shared logger group also holds training-only fields (run names)
+    plain = {k: to_plain(logger_cfg.get(k)) for k in ("project", "entity", "offline", "save_dir")}
+    return EvalWandb.from_config(plain, str(cfg.get("experiment_name") or "default"), cfg.model.name)
+
+
+def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
+                  data_prov: dict, settings: dict[str, Any]) -> Path:
+    """Evaluate one (adapter or base) x task cell; write its predictions, then its record."""
+    model_name = cfg.model.name
+    if "resident" not in state:
+        tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
+        base_model.eval()
+        tokenizer.padding_side = "left"
+        state["tokenizer"], state["resident"] = tokenizer, ResidentModel(base_model)
+    tokenizer = state["tokenizer"]
+    with state["resident"].use(adapter) as model:
+        started = time.perf_counter()
+        rows, metrics, primary, n_invalid = run_cell(
+            model, tokenizer, spec, examples, batch_size=cfg.eval.batch_size,
+            max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
+            code=settings.get("code"), desc=f"{adapter.id} x {spec.name}",
+        )
+        seconds = time.perf_counter() - started
+    n_invalid_verdicts = None
+    if settings.get("judge"):
+        if state.get("judge") is None:
+            state["judge"] = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
+        verdicts = state["judge"].judge([{"question": e["input"], "reference": str(e.get("target", "")),
+                                          "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
+        for row, verdict in zip(rows, verdicts, strict=True):
+            row.update(verdict)
+        metrics.update(judge_metrics([v["judge_verdict"] for v in verdicts]))
+        n_invalid_verdicts = metrics["n_invalid_verdicts"]
+        if settings["judge"]["primary"]:
+            primary = "judge_accuracy"
+    record = {
+        "schema_version": SCHEMA_VERSION, "status": "complete",
+        "model": {"name": model_name, "source": cfg.model.source},
+        "adapter": {
+            "id": adapter.id, "path": str(adapter.path) if adapter.path else None,
+            "source_dataset": (adapter.train_result or {}).get("source_dataset"),
+            "train_config": (adapter.train_result or {}).get("settings"),
+            "train_data": (adapter.train_result or {}).get("data"),
+        },
+        "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
+        **({"code_scoring": settings["code"]} if settings.get("code") else {}),
+        "settings_hash": stable_hash(settings), "metrics": metrics, "primary_metric": primary,
+        "n_invalid": n_invalid,
+        **({"judge": settings["judge"], "n_invalid_verdicts": n_invalid_verdicts} if settings.get("judge") else {}),
+        "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},
+        **provenance(),
+    }
+    # predictions first, record last: a record on disk means its predictions are complete
+    write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
+    path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
+    write_json(path, record)
+    log.info("%s x %s: %s = %s (%d examples, %.1f s)", adapter.id, spec.name, primary,
+             "n/a" if metrics[primary] is None else f"{metrics[primary]:.3f}", len(rows), seconds)
+    return path
