@@ -60,6 +60,23 @@ def test_code_match(output, reference, correct, parses, missing):
     assert (scored["correct"], scored["parses"], scored["missing_names"]) == (correct, parses, missing)
 
 
+@pytest.mark.parametrize(("output", "question", "correct", "required"), [
+    # the stand-in's questions do not name main_solution: any function or class will do
+    ("def solve(a, b):\n    return a + b", "Given a and b, what is 2a + b?", True, []),
+    ("x = 1", "Given a and b, what is 2a + b?", False, []),
+    ("def solve(a, b):\n    return a +", "Given a and b, what is 2a + b?", False, []),
+    # a question that names the entry point requires it
+    ("def solve(a, b): ...", "Write `main_solution(a, b)` returning 2a + b.", False, ["main_solution"]),
+    ("def main_solution(a, b): ...", "Write main_solution(a, b) returning 2a + b.", True, ["main_solution"]),
+])
+def test_code_match_requires_only_names_the_question_mentions(output, question, correct, required):
+    scored = score_code_match(output, REFERENCE, question=question)
+    assert (scored["correct"], scored["required_names"]) == (correct, required)
+    hub_like = score_code_match("class Stack:\n    def push(self, x): ...", "class Stack: pass\ndef peek(s): pass",
+                                question="Implement the Stack class with push and pop.")
+    assert hub_like["correct"] and hub_like["required_names"] == ["Stack"]  # peek is not asked for
+
+
 def test_name_recall_counts_all_reference_names():
     scored = score_code_match("def helper(x): ...\ndef main_solution(a, b): ...", REFERENCE)
     assert scored["name_recall"] == 1.0
@@ -110,6 +127,8 @@ def test_sandbox_passes_the_reference_and_fails_a_wrong_solution():
     assert wrong["executed"] and wrong["execution_correct"] is False and wrong["tests_passed"] < 3
     crash = execute_against_reference("def main_solution(a, b):\n    raise KeyError('x')", EXAMPLE, FAST)
     assert crash["execution_correct"] is False and "KeyError" in crash["execution_error"]
+    renamed = execute_against_reference("def double_plus(a, b):\n    return 2 * a + b", EXAMPLE, FAST)
+    assert renamed["execution_correct"] is True  # its only function is called when main_solution is absent
     untested = execute_against_reference(REFERENCE, {**EXAMPLE, "input_generator": None}, FAST)
     assert untested["executed"] is False and untested["execution_correct"] is None
 

@@ -49,9 +49,10 @@ def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, A
     """The scorer-specific fields of one generation row (reference, parsed, correct, ...)."""
     if spec.scorer == "code_match":
         reference = example.get("target", "")
-        scored = score_code_match(text, reference)
+        scored = score_code_match(text, reference, question=example.get("input", ""))
         row = {"reference": reference, "parsed": scored["code"], "correct": scored["correct"],
-               "parses": scored["parses"], "missing_names": scored["missing_names"],
+               "parses": scored["parses"], "required_names": scored["required_names"],
+               "missing_names": scored["missing_names"],
                "name_recall": scored["name_recall"]}
         if code and code.get("execution") == "sandboxed":
             row.update(execute_against_reference(scored["code"], example, SandboxSettings.from_config(code["sandbox"])))

@@ -6,9 +6,12 @@ fence runs to the end), normalise it (newlines, tabs, common indentation) and ch
 with Python's ``ast`` module, without running anything:
 
 - ``parses``: the code is syntactically valid Python;
-- ``defines``: it defines the reference solution's entry names: ``main_solution`` where the
-  reference defines it (the CodeI/O convention of the offline stand-in, stated in its I/O spec),
-  else every top-level function and class name of the reference.
+- ``defines``: it defines the reference solution's entry names that the question mentions:
+  the entry names are ``main_solution`` where the reference defines it (the CodeI/O convention
+  of the offline stand-in), else every top-level function and class name of the reference; a
+  name the question never mentions cannot be asked of the output, so it is not required. With no
+  required name (the stand-in's questions do not name ``main_solution``), the output must
+  define at least one function or class.
 
 A row is correct when both hold. ``name_recall`` (the share of all the reference's top-level
 function/class names that the output defines anywhere) is reported beside it. This is a PROXY:
@@ -95,18 +98,25 @@ def reference_names(reference: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return required, names
 
 
-def score_code_match(output: str, reference: str) -> dict[str, Any]:
+def mentioned(name: str, text: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text) is not None
+
+
+def score_code_match(output: str, reference: str, question: str | None = None) -> dict[str, Any]:
+    """The no-execution proxy (module docstring). Without a question every entry name is required."""
     code = extract_code(output)
     tree = parse_python(code) if code.strip() else None
-    required, all_names = reference_names(reference)
+    entry, all_names = reference_names(reference)
+    required = [n for n in entry if question is None or mentioned(n, question)]
     defined = defined_names(tree) if tree is not None else set()
     missing = [n for n in required if n not in defined]
     return {
         "code": code,
         "parses": tree is not None,
+        "required_names": required,
         "missing_names": missing,
         "name_recall": (sum(n in defined for n in all_names) / len(all_names)) if all_names else None,
-        "correct": tree is not None and bool(required) and not missing,
+        "correct": tree is not None and not missing and (bool(required) or bool(defined)),
     }
 
 
@@ -247,6 +257,18 @@ def outputs_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def candidate_entry(code: str) -> str:
+    """The function to call in generated code: main_solution, else its only top-level function
+    (the stand-in's questions do not name main_solution)."""
+    tree = parse_python(code)
+    if tree is None:
+        return ENTRY_POINT
+    functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if ENTRY_POINT in functions or len(functions) != 1:
+        return ENTRY_POINT
+    return functions[0]
+
+
 def execute_against_reference(code: str, example: Mapping[str, Any], settings: SandboxSettings) -> dict[str, Any]:
     """Run generated code on the example's test inputs; compare with the reference's outputs."""
     generator, reference = example.get("input_generator"), example.get("target", "")
@@ -264,7 +286,7 @@ def execute_against_reference(code: str, example: Mapping[str, Any], settings: S
     if not expected.get("ok"):
         return {"executed": False, "tests_passed": None, "tests_total": None, "execution_correct": None,
                 "execution_error": f"reference: {expected.get('error')}"}
-    got = run_sandboxed({"kind": "call", "code": code, "entry": ENTRY_POINT, "inputs": inputs["inputs"]},
+    got = run_sandboxed({"kind": "call", "code": code, "entry": candidate_entry(code), "inputs": inputs["inputs"]},
                         settings)
     total = len(inputs["inputs"])
     if not got.get("ok"):
