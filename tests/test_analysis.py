@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -272,3 +273,10 @@ def test_analyze_script_without_records_fails_clearly(tmp_path):
     assert f"no cell records were found under {tmp_path / 'eval' / MODEL}" in proc.stderr
     assert "python evaluate.py" in proc.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_cell_without_a_primary_value_counts_as_missing():
+    from latent_traits.eval.records import primary_score
+
+    record = {"metrics": {"judge_accuracy": None}, "primary_metric": "judge_accuracy"}
+    assert math.isnan(primary_score(record))

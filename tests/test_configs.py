@@ -95,7 +95,7 @@ def test_every_group_member_composes(group, member, top, tmp_path):
         assert list(plain["target_task"]) == [member]
         if TaskSpec.from_config(cfg.target_task[member].task).scorable:
             assert [spec.name for spec, _ in target_specs(cfg)] == [member]
-        else:  # scorer none (magicoder until its LLM judge): refused by name, not evaluated blindly
+        else:  # scorer none: refused by name, not evaluated blindly
             with pytest.raises(LatentTraitsError, match=member):
                 target_specs(cfg)
     elif group == "model":

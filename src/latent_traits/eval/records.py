@@ -65,7 +65,10 @@ def predictions_path(eval_dir: str | Path, model_name: str, adapter_id: str, tas
 
 
 def primary_score(record: dict[str, Any]) -> float:
-    return float(record["metrics"][record["primary_metric"]])
+    """The cell's score; NaN where the metric has no value (e.g. a judge with no valid verdict),
+    which analysis then treats as a missing cell."""
+    value = record["metrics"].get(record["primary_metric"])
+    return float("nan") if value is None else float(value)
 
 
 def find_records(eval_dir: str | Path) -> list[Path]:
