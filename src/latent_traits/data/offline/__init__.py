@@ -106,9 +106,5 @@ def load_offline(offline_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return OFFLINE_LOADERS[name](**kwargs)
 
 
-def dump_examples(examples: list[dict[str, Any]]) -> str:
-    return "\n".join(json.dumps(e, sort_keys=True) for e in examples)
-
-
 # the loaders register themselves on import
 from latent_traits.data.offline import maths, pairs, programs, sentiment  # noqa: E402,F401
