@@ -136,7 +136,6 @@ class SeededBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         if self._started:  # a fresh pass: the next epoch
             self.epoch += 1
-            self.consumed = 0
         self._started = True
         skip, self._skip = self._skip, 0
         self.consumed = skip

@@ -22,11 +22,10 @@ from latent_traits.eval.records import (
     BASE_ADAPTER_ID,
     SCHEMA_VERSION,
     predictions_path,
-    read_json,
     record_path,
 )
 from latent_traits.eval.wandb_log import logger_kind
-from latent_traits.io import provenance, stable_hash, write_json, write_jsonl
+from latent_traits.io import provenance, read_json, stable_hash, write_json, write_jsonl
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.train.run import TRAIN_RESULT
 
@@ -190,8 +189,9 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     for adapter in grid:
         for spec, examples, data_prov in tasks:
             settings = cell_settings(cfg, adapter, spec, data_prov)
+            settings["hash"] = stable_hash(settings)  # computed once; not part of what it hashes
             finished = is_finished(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
-                                   stable_hash(settings))
+                                   settings["hash"])
             if finished:
                 log.info("Skipping %s x %s: finished with the same settings", adapter.id, spec.name)
             n_pending += not finished
@@ -269,7 +269,7 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec
         },
         "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
         **({"code_scoring": settings["code"]} if settings.get("code") else {}),
-        "settings_hash": stable_hash(settings), "metrics": metrics, "primary_metric": primary,
+        "settings_hash": settings["hash"], "metrics": metrics, "primary_metric": primary,
         "n_invalid": n_invalid,
         **({"judge": settings["judge"], "n_invalid_verdicts": n_invalid_verdicts} if settings.get("judge") else {}),
         "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},
