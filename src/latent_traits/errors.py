@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from omegaconf import DictConfig
+
 log = logging.getLogger("latent_traits")
 F = TypeVar("F", bound=Callable)
 
@@ -22,6 +24,10 @@ def exit_on_user_error(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            if args and isinstance(args[0], DictConfig):  # an entry point's config: no secrets in it
+                from latent_traits.redact import refuse_secrets_in_config
+
+                refuse_secrets_in_config(args[0])
             return fn(*args, **kwargs)
         except LatentTraitsError as err:
             log.error("%s", err)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from latent_traits.io import atomic_path, provenance, write_json, write_text
+from latent_traits.redact import redact
 
 from . import figures
 from .bootstrap import long_intervals
@@ -91,7 +92,7 @@ def _nan_to_none(value: Any) -> Any:
 def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: list[str]) -> dict:
     return {
         "provenance": provenance(),
-        "config": config,
+        "config": redact(config),  # no secret in the report (latent_traits.redact)
         **meta,
         "options": asdict(a.options),
         "records": [

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from latent_traits.redact import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +58,7 @@ def log_report(
             name=name,
             mode=wandb_cfg.get("mode", "offline"),
             dir=str(wandb_cfg.get("dir") or report_dir.parent),
-            config=config,
+            config=redact(config),  # no secret in a W&B config (latent_traits.redact)
         )
         images = {f"analysis/figures/{p.stem}": wandb.Image(str(p))
                   for p in sorted(report_dir.glob("*.png"))}

@@ -27,6 +27,7 @@ from latent_traits.eval.records import (
 from latent_traits.eval.wandb_log import logger_kind
 from latent_traits.io import provenance, read_json, stable_hash, write_json, write_jsonl
 from latent_traits.model.factory import load_tokenizer_and_model
+from latent_traits.redact import redact
 from latent_traits.train.run import TRAIN_RESULT
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec
     # predictions first, record last: a record on disk means its predictions are complete
     write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
     path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
-    write_json(path, record)
+    write_json(path, redact(record))  # no secret in a record (latent_traits.redact)
     log.info("%s x %s: %s = %s (%d examples, %.1f s)", adapter.id, spec.name, primary,
              "n/a" if metrics[primary] is None else f"{metrics[primary]:.3f}", len(rows), seconds)
     return path

@@ -20,6 +20,7 @@ from typing import Any
 
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import read_json, read_jsonl
+from latent_traits.redact import redact
 
 log = logging.getLogger(__name__)
 CELL_KEYS = ("task", "data", "decoding", "settings_hash", "primary_metric", "n_invalid", "created_at",
@@ -79,7 +80,7 @@ class EvalWandb:
         self.run = self.wandb.init(
             project=self.project, entity=self.entity, group=self.group, job_type="evaluate",
             name=adapter["id"], tags=self.tags, dir=self.save_dir, mode=self.mode,
-            config={"model": record["model"], "adapter": adapter, "cells": {}},
+            config=redact({"model": record["model"], "adapter": adapter, "cells": {}}),
             settings=self.wandb.Settings(silent=True, console="off"),
         )
         self.adapter_id, self.cells = adapter["id"], {}
@@ -91,7 +92,7 @@ class EvalWandb:
             self._start(record)
         task = record["task"]["name"]
         self.cells[task] = {k: record[k] for k in CELL_KEYS if k in record}
-        self.run.config.update({"cells": self.cells}, allow_val_change=True)
+        self.run.config.update(redact({"cells": self.cells}), allow_val_change=True)
         payload: dict[str, Any] = {f"eval/{task}/{k}": v for k, v in scalar_metrics(record["metrics"]).items()}
         rows = read_jsonl(predictions_path) if predictions_path and Path(predictions_path).is_file() else []
         if rows:

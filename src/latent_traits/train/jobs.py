@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import provenance, read_json, write_json
+from latent_traits.redact import redact
 from latent_traits.train.run import TRAIN_RESULT, adapter_dir, adapter_id, train_adapter
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,13 @@ def record_failure(cfg: DictConfig, err: BaseException) -> None:
     result_path = adapter_dir(cfg) / TRAIN_RESULT
     if result_path.is_file() and read_json(result_path).get("status") == "complete":
         return
-    write_json(result_path, {
+    write_json(result_path, redact({  # the error text may quote a config value
         "status": "failed", "adapter_id": adapter_id(cfg),
         "model": {"name": cfg.model.name, "source": cfg.model.source},
         "source_dataset": cfg.source_dataset.name,
         "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=20),
         **provenance(),
-    })
+    }))
 
 
 def run_training_job(cfg: DictConfig) -> dict[str, Any] | None:

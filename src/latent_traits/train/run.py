@@ -20,6 +20,7 @@ from latent_traits.errors import LatentTraitsError
 from latent_traits.io import atomic_path, provenance, read_json, stable_hash, write_json
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
+from latent_traits.redact import redact
 from latent_traits.train.checkpoints import (
     checkpoint_callbacks,
     checkpoint_dir,
@@ -75,7 +76,7 @@ def build_logger(cfg: DictConfig):
     if not logger_cfg or "_target_" not in logger_cfg:
         return None
     logger = instantiate(logger_cfg)
-    logger.log_hyperparams(to_plain(cfg))
+    logger.log_hyperparams(redact(to_plain(cfg)))
     return logger
 
 
@@ -149,7 +150,7 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
 def train_result(cfg, spec, settings, settings_hash, data_provenance, module, trainer, wall_time,
                  resumed_from) -> dict[str, Any]:
     trainable, total = module.model.get_nb_trainable_parameters()
-    return {
+    return redact({  # written and logged: no secret may reach it (latent_traits.redact)
         "status": "complete",
         "adapter_id": adapter_id(cfg),
         "model": {"name": cfg.model.name, "source": cfg.model.source},
@@ -168,7 +169,7 @@ def train_result(cfg, spec, settings, settings_hash, data_provenance, module, tr
         "tokens_per_s": round(module.tokens_seen / max(wall_time, 1e-9), 1),
         "resumed_from": resumed_from,
         **provenance(),
-    }
+    })
 
 
 def log_adapter_artifact(logger, out_dir: Path, result: dict[str, Any]) -> None:
