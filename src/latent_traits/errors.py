@@ -24,10 +24,10 @@ def exit_on_user_error(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            if args and isinstance(args[0], DictConfig):  # an entry point's config: no secrets in it
-                from latent_traits.redact import refuse_secrets_in_config
+            if args and isinstance(args[0], DictConfig):  # an entry point's config: checked first
+                from latent_traits.config import check_config
 
-                refuse_secrets_in_config(args[0])
+                check_config(args[0])  # secrets, missing keys, wrong types and ranges
             return fn(*args, **kwargs)
         except LatentTraitsError as err:
             log.error("%s", err)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from latent_traits.data.datamodule import encode_prompt
+from latent_traits.data.datamodule import encode_prompts_within
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.code import SandboxSettings, execute_against_reference, score_code_match
@@ -92,7 +92,10 @@ def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_si
              code: dict[str, Any] | None = None) -> tuple[list[dict], dict, str, int]:
     """Returns (prediction rows, metrics, primary metric name, number of invalid outputs).
     `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks."""
-    prompts = [encode_prompt(spec, e["input"], tokenizer, max_input_tokens) for e in examples]
+    cap = decoding.get("max_new_tokens_cap")  # room for the answer within the model's context
+    prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,
+                                    context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
+                                    reserve=min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens)
 
     def progress(batches):
         return tqdm(batches, desc=desc or spec.name, unit="batch", leave=False)

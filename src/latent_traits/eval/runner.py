@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from latent_traits.config import target_specs, to_plain
+from latent_traits.config import check_against_model, target_specs, to_plain
 from latent_traits.data.load import load_examples
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import run_cell
@@ -235,6 +235,7 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec
     model_name = cfg.model.name
     if "resident" not in state:
         tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
+        check_against_model(cfg, base_model)
         base_model.eval()
         tokenizer.padding_side = "left"
         state["tokenizer"], state["resident"] = tokenizer, ResidentModel(base_model)

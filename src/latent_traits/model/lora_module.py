@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,7 +12,9 @@ from peft import LoraConfig, get_peft_model
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from latent_traits.errors import LatentTraitsError
+from latent_traits.model.fused_loss import causal_lm_loss, fused_loss_unsupported
 
+log = logging.getLogger(__name__)
 PEFT_TASK_TYPE = "CAUSAL_LM"
 NON_PEFT_KEYS = ("name",)
 
@@ -26,7 +29,8 @@ def build_lora_config(lora_cfg: dict[str, Any]) -> LoraConfig:
 
 class LoRAFineTuner(L.LightningModule):
     def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any],
-                 gradient_checkpointing: bool = False, quantized: bool = False):
+                 gradient_checkpointing: bool = False, quantized: bool = False,
+                 fused_loss: bool = True):
         super().__init__()
         if quantized:  # QLoRA: fp32 norms and head inputs for stable k-bit training
             from peft import prepare_model_for_kbit_training
@@ -41,6 +45,10 @@ class LoRAFineTuner(L.LightningModule):
             base_model.enable_input_require_grads()
             base_model.config.use_cache = False
         self.model = get_peft_model(base_model, build_lora_config(lora_cfg))
+        self.fused_loss = fused_loss
+        if fused_loss and (why := fused_loss_unsupported(self.model.get_base_model())):
+            log.info("Using the model's own loss (train.fused_loss does not apply: %s)", why)
+            self.fused_loss = False
         self.strict_loading = False  # checkpoints hold the adapter only, not the frozen base
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps modules' modes
         self.optim_cfg = dict(optim_cfg)
@@ -51,8 +59,13 @@ class LoRAFineTuner(L.LightningModule):
     def forward(self, **batch):
         return self.model(**batch)
 
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.fused_loss:
+            return causal_lm_loss(self.model.get_base_model(), batch)
+        return self.model(**batch).loss
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.loss(batch)
         if not torch.isfinite(loss):
             raise LatentTraitsError(
                 f"training loss became {loss.item()} at step {self.global_step}; lower optim.lr or "

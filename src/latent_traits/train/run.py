@@ -12,18 +12,27 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from latent_traits.config import to_plain
+from latent_traits.config import check_against_model, to_plain
 from latent_traits.data.datamodule import SourceDataModule
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
-from latent_traits.io import atomic_path, provenance, read_json, stable_hash, write_json
+from latent_traits.io import (
+    atomic_path,
+    ensure_writable,
+    provenance,
+    read_json,
+    stable_hash,
+    write_json,
+)
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.redact import redact
+from latent_traits.rerun import task_overrides, train_command
 from latent_traits.train.checkpoints import (
     checkpoint_callbacks,
     checkpoint_dir,
+    checkpoint_plugins,
     resumable_checkpoint,
 )
 
@@ -49,7 +58,7 @@ def training_settings(cfg: DictConfig) -> dict[str, Any]:
     return {
         "model": to_plain(cfg.model), "source_dataset": to_plain(cfg.source_dataset),
         "lora": to_plain(cfg.lora), "optim": to_plain(cfg.optim), "data": to_plain(cfg.data),
-        "seed": cfg.seed,
+        "seed": cfg.seed, "fused_loss": bool(cfg.train.get("fused_loss", True)),
         "trainer": {k: trainer.get(k) for k in ("max_steps", "max_epochs", "accumulate_grad_batches",
                                                 "gradient_clip_val", "precision")},
     }
@@ -96,6 +105,7 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
     if done is not None:
         log.info("Skipping %s: a finished adapter with the same settings exists", out_dir)
         return done
+    ensure_writable(out_dir.parent)  # the adapter and its checkpoints go here: fail before any work
 
     spec = TaskSpec.from_config(cfg.source_dataset.task)
     examples, data_provenance = load_examples(
@@ -104,6 +114,7 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         transforms=to_plain(cfg.source_dataset.get("transforms")),
     )
     tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
+    check_against_model(cfg, base_model)  # rank, lengths and target modules against the real model
     # seeded after loading: a first-time model conversion draws random numbers, and the LoRA
     # initialisation and data order must not depend on whether the cache was warm
     L.seed_everything(cfg.seed, workers=True)
@@ -115,7 +126,8 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
     )
     module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim),
                            gradient_checkpointing=bool(cfg.train.gradient_checkpointing),
-                           quantized=bool(cfg.model.get("quantization")))
+                           quantized=bool(cfg.model.get("quantization")),
+                           fused_loss=bool(cfg.train.get("fused_loss", True)))
     trainable, total = module.model.get_nb_trainable_parameters()
     log.info("Training %s on %d examples (%d tokens); %d of %d parameters trainable",
              adapter_id(cfg), len(examples), datamodule.n_tokens, trainable, total)
@@ -129,6 +141,7 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
             cfg.trainer, logger=logger if logger is not None else False,
             default_root_dir=cfg.paths.output_dir,
             callbacks=checkpoint_callbacks(ckpt_dir, cfg.train.checkpoint_every_n_steps, settings_hash),
+            plugins=checkpoint_plugins(str(cfg.trainer.get("strategy", "auto"))),
         )
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         wall_time = time.perf_counter() - started
@@ -159,6 +172,7 @@ def train_result(cfg, spec, settings, settings_hash, data_provenance, module, tr
         "settings_hash": settings_hash,
         "settings": settings,
         "config": to_plain(cfg),  # the whole resolved job config, to rerun it exactly
+        "rerun": train_command(task_overrides()),  # the command line that recreates this adapter
         "data": data_provenance,
         "trainable_parameters": trainable,
         "total_parameters": total,
