@@ -2,11 +2,15 @@
 
 Same model, data, LoRA config, batch size and steps; each side runs in its own subprocess,
 alternating A/B/A/B, so both see the same machine. Reports real (non-padding) tokens per second,
-peak resident memory, and the fraction of this machine's measured fp32 matmul peak that
-training reaches (FLOPs actually needed: forward plus the input-gradient half of backward for
-frozen weights, 4 x linear-weight params x processed tokens, plus the LoRA terms).
+peak memory (resident memory on CPU, allocated GPU memory on CUDA), and the fraction of the
+machine's measured matmul peak (fp32 on CPU, bf16 on CUDA) that training reaches. FLOPs counted
+are those training needs with a frozen base: forward plus the input-gradient half of backward,
+4 x linear-weight params per processed token, plus attention's 12 x layers x hidden x length per
+token (forward and backward of QK^T and AV, the usual MFU convention); LoRA's own are ignored.
 
     python bench/train_throughput.py [--steps 6] [--repeats 2] [--model smollm2_135m]
+    python bench/train_throughput.py --device cuda --model llama3_2_3b_shape --data random \
+        --seq-len 2048 --batch-size 4 --lora-r 64 --lora-alpha 32     # bf16, the paper's LoRA
 """
 
 from __future__ import annotations
@@ -20,20 +24,36 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0, bias="none",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+def lora_config(args) -> dict:
+    return dict(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, bias="none",
+                target_modules=TARGETS)
+
+
+def matmul_peak_gflops(device: str = "cpu", repeats: int = 10) -> float:
+    """fp32 2048^3 products on CPU, bf16 8192^3 on CUDA: the machine's practical matmul ceiling."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(2):
+    size, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
         a @ b
+    sync(device)
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync(device)
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def encoded_examples(n: int, tokenizer):
@@ -48,13 +68,27 @@ def encoded_examples(n: int, tokenizer):
     return [encode_training_example(spec, e, tokenizer, 256, 160, "full") for e in examples]
 
 
-def load(model_name: str):
+def random_examples(n: int, seq_len: int, vocab: int):
+    """Full-length random token sequences with full-sequence loss: no padding, no data package."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, vocab, (n, seq_len), generator=generator).tolist()
+    return [{"input_ids": r, "labels": r, "attention_mask": [1] * seq_len} for r in rows]
+
+
+def load(model_name: str, device: str):
+    import os
+
+    import torch
     from omegaconf import OmegaConf
 
     from latent_traits.model.factory import load_tokenizer_and_model
 
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / f"conf/model/{model_name}.yaml"))
-    return load_tokenizer_and_model(cfg, str(Path.home() / ".cache/latent_traits"))
+    cache = os.environ.get("LATENT_TRAITS_CACHE", str(Path.home() / ".cache/latent_traits"))
+    with torch.device(device):  # a random model is initialised where it will train
+        return load_tokenizer_and_model(cfg, cache)
 
 
 def linear_params(model) -> int:
@@ -66,19 +100,22 @@ def linear_params(model) -> int:
 class StepTimer:
     """Wall time and processed tokens of the timed steps (the first `warmup` steps excluded)."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.step, self.started = warmup, 0, None
-        self.real_tokens = self.padded_tokens = 0
+    def __init__(self, warmup: int, device: str = "cpu"):
+        self.warmup, self.step, self.started, self.device = warmup, 0, None, device
+        self.real_tokens = self.padded_tokens = self.padded_batches = 0
 
     def begin(self, batch):
         self.step += 1
         if self.step == self.warmup + 1:
+            sync(self.device)
             self.started = time.perf_counter()
         if self.step > self.warmup:
             self.real_tokens += int(batch["attention_mask"].sum())
             self.padded_tokens += int(batch["attention_mask"].numel())
+            self.padded_batches += int(batch["attention_mask"].shape[0])
 
     def seconds(self) -> float:
+        sync(self.device)
         return time.perf_counter() - self.started
 
 
@@ -92,18 +129,21 @@ def run_framework(args, tokenizer, model, encoded) -> StepTimer:
     )
     from latent_traits.model.lora_module import LoRAFineTuner
 
-    timer = StepTimer(args.warmup)
+    timer = StepTimer(args.warmup, args.device)
 
     class Timing(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             timer.begin(batch)
 
-    module = LoRAFineTuner(model, LORA, {"lr": 1e-4, "warmup_steps": 0, "scheduler": "constant"})
+    module = LoRAFineTuner(model, lora_config(args), {"lr": 1e-4, "warmup_steps": 0, "scheduler": "constant"},
+                           gradient_checkpointing=args.gradient_checkpointing, fused_loss=args.fused_loss)
     sampler = SeededBatchSampler([len(e["input_ids"]) for e in encoded], args.batch_size, 0,
                                  group_by_length=args.group_by_length)
     loader = ResumableDataLoader(encoded, batch_sampler=sampler,
                                  collate_fn=lambda b: collate_right_padded(b, tokenizer.pad_token_id))
-    trainer = L.Trainer(accelerator="cpu", precision="32-true", max_steps=args.warmup + args.steps,
+    cuda = args.device == "cuda"
+    trainer = L.Trainer(accelerator="gpu" if cuda else "cpu", devices=1,
+                        precision="bf16-mixed" if cuda else "32-true", max_steps=args.warmup + args.steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[Timing()], gradient_clip_val=1.0)
     trainer.fit(module, train_dataloaders=loader)
@@ -116,8 +156,11 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    timer = StepTimer(args.warmup)
-    peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    timer = StepTimer(args.warmup, args.device)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_config(args)))
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
     class TimedTrainer(Trainer):
@@ -128,7 +171,8 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=args.warmup + args.steps,
-            learning_rate=1e-4, lr_scheduler_type="constant", max_grad_norm=1.0, use_cpu=True,
+            learning_rate=1e-4, lr_scheduler_type="constant", max_grad_norm=1.0,
+            use_cpu=args.device == "cpu", bf16=args.device == "cuda",
             report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
             dataloader_num_workers=0, seed=0, remove_unused_columns=False,
         )
@@ -139,19 +183,31 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
 def child(args) -> None:
     import torch
 
-    tokenizer, model = load(args.model)
+    tokenizer, model = load(args.model, args.device)
     model.train()
-    encoded = encoded_examples(args.n, tokenizer)
+    if args.data == "random":
+        encoded = random_examples(args.n, args.seq_len, len(tokenizer))
+    else:
+        encoded = encoded_examples(args.n, tokenizer)
     n_linear = linear_params(model)
     runner = run_framework if args.which == "framework" else run_hf_trainer
     timer = runner(args, tokenizer, model, encoded)
     seconds = timer.seconds()
-    flops = 4 * n_linear * timer.padded_tokens  # forward + input-gradient backward of frozen weights
+    config = model.config
+    mean_len = timer.padded_tokens / max(timer.padded_batches, 1)
+    attention = 12 * config.num_hidden_layers * config.hidden_size * mean_len
+    flops = (4 * n_linear + attention) * timer.padded_tokens
+    if args.device == "cuda":
+        import torch
+
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "which": args.which, "tokens_per_s": timer.real_tokens / seconds,
         "padded_tokens_per_s": timer.padded_tokens / seconds, "seconds": seconds,
         "real_tokens": timer.real_tokens, "padded_tokens": timer.padded_tokens,
-        "gflops_per_s": flops / seconds / 1e9, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gflops_per_s": flops / seconds / 1e9, "peak_mib": peak_mib, "device": args.device,
         "threads": torch.get_num_threads(),
     }))
 
@@ -165,11 +221,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--data", choices=["imdb", "random"], default="imdb")
+    parser.add_argument("--seq-len", type=int, default=2048, help="with --data random")
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--lora-alpha", type=int, default=16)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--which", choices=["framework", "trainer"])
     args = parser.parse_args()
     if args.which:
         return child(args)
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(args.device)
     results = []
     for _ in range(args.repeats):
         for which in ("framework", "trainer"):
@@ -181,7 +244,7 @@ def main() -> None:
         rows = [r for r in results if r["which"] == which]
         summary[which] = {
             "tokens_per_s": max(r["tokens_per_s"] for r in rows),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
+            "peak_mib": max(r["peak_mib"] for r in rows),
             "fraction_of_matmul_peak": max(r["gflops_per_s"] for r in rows) / peak,
         }
     summary["speedup"] = summary["framework"]["tokens_per_s"] / summary["trainer"]["tokens_per_s"]

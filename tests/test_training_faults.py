@@ -173,11 +173,3 @@ def test_quantization_without_a_gpu_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(LatentTraitsError, match="CUDA GPU"):
             quantization_kwargs("4bit")
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_bf16_training_on_a_gpu(tmp_path):
-    cfg = compose_config("train", ["model=tiny_llama", "logger=none", "source_dataset=goat", "trainer=gpu",
-                                   "trainer.max_steps=2", "data.train_n=8"], artifacts=tmp_path)
-    assert train_adapter(cfg)["status"] == "complete"

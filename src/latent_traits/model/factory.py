@@ -27,6 +27,19 @@ def resolve_dtype(name: str | None) -> torch.dtype:
         raise LatentTraitsError(f"model.dtype={name!r}: use auto, float32, bfloat16 or float16") from None
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """auto: the first CUDA GPU when one is visible, else the CPU; otherwise a torch device name."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LatentTraitsError(f"device {name!r}: use auto, cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LatentTraitsError(f"device {name!r} asked for, but no CUDA GPU is visible; use device=auto or cpu")
+    return device
+
+
 def converted_gguf_dir(model_cfg: Any, cache_dir: str | Path) -> Path:
     """Convert the packaged GGUF once into an ordinary HF folder in the cache and return it.
 
@@ -91,13 +104,14 @@ def load_model(model_cfg: Any, cache_dir: str | Path, tokenizer=None):
 
     dtype = resolve_dtype(model_cfg.get("dtype"))
     if model_cfg["source"] == "tiny_random":
-        vocab = len(tokenizer) if tokenizer is not None else 49152
+        vocab = model_cfg.get("vocab_size") or (len(tokenizer) if tokenizer is not None else 49152)
         config = LlamaConfig(
             vocab_size=vocab, hidden_size=model_cfg["hidden_size"],
             intermediate_size=model_cfg["intermediate_size"],
             num_hidden_layers=model_cfg["num_hidden_layers"],
             num_attention_heads=model_cfg["num_attention_heads"],
-            num_key_value_heads=model_cfg["num_key_value_heads"], max_position_embeddings=2048,
+            num_key_value_heads=model_cfg["num_key_value_heads"],
+            max_position_embeddings=model_cfg.get("max_position_embeddings", 2048),
             tie_word_embeddings=True,
             pad_token_id=tokenizer.pad_token_id if tokenizer is not None else None,
             eos_token_id=tokenizer.eos_token_id if tokenizer is not None else None,
