@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle
 DPI = 110
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -76,7 +76,7 @@ def heatmap_png(
                 color="white" if dark else "black",
             )
     fig.colorbar(image, ax=ax, shrink=0.8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def scree_png(
@@ -103,7 +103,7 @@ def scree_png(
     ax.set_title("Scree plot")
     ax.legend(loc="best")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def biplot_png(projections: pd.DataFrame, loadings: pd.DataFrame,
@@ -138,7 +138,7 @@ def biplot_png(projections: pd.DataFrame, loadings: pd.DataFrame,
     ax.set_ylabel(labels[1] if len(labels) > 1 else "(one component only)")
     ax.set_title("Biplot: adapters (points), task loadings (arrows, scaled per axis)")
     ax.margins(0.15)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def transfer_png(summary: pd.DataFrame, k: int) -> bytes:
@@ -154,4 +154,4 @@ def transfer_png(summary: pd.DataFrame, k: int) -> bytes:
     ax.set_title("Transfer prediction (leave one task out; lower is better)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)

@@ -1,4 +1,5 @@
-"""The `analysis` config node as typed options (conf/analyze.yaml and conf/analysis/pca.yaml)."""
+"""The `analysis` config node as typed options (conf/analyze.yaml, conf/analysis/pca.yaml and
+the side analyses' conf/analysis/<name>.yaml, kept as plain option mappings under `side`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from . import matrix as mx
 from .errors import AnalysisError
+from .side.registry import selected
 
 VIEWS = ("delta", "raw")
 
@@ -43,6 +45,8 @@ class AnalysisOptions:
     allow_mixed_versions: bool = False
     bootstrap: BootstrapOptions = field(default_factory=BootstrapOptions)
     transfer: TransferOptions = field(default_factory=TransferOptions)
+    # {side analysis name: its options}, in report order; empty: the PCA report only
+    side: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, analysis: Mapping[str, Any]) -> AnalysisOptions:
@@ -55,6 +59,7 @@ class AnalysisOptions:
         if "transfer" in kwargs:
             kwargs["transfer"] = TransferOptions(**dict(kwargs["transfer"]))
         kwargs["trait_names"] = tuple(kwargs.get("trait_names") or ())
+        kwargs["side"] = selected(analysis)
         return cls(**kwargs)
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
 """Render a report, given as a list of blocks, to Markdown and to a self-contained HTML page.
 
-Blocks: ("h1"|"h2", text), ("p", text), ("list", [text, ...]), ("table", DataFrame, fmt),
+Blocks: ("h1"|"h2"|"h3", text), ("p", text), ("list", [text, ...]), ("table", DataFrame, fmt),
 ("figure", file name, png bytes, caption). Text may hold `code` spans. In HTML, figures are
 embedded as base64 data URIs, so the page opens offline and refers to nothing outside itself.
 """
@@ -65,8 +65,8 @@ def _inline(text: str) -> str:
 def to_markdown(blocks: list[Block]) -> str:
     out = []
     for kind, *args in blocks:
-        if kind in ("h1", "h2"):
-            out.append(("#" if kind == "h1" else "##") + " " + args[0])
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + args[0])
         elif kind == "p":
             out.append(args[0])
         elif kind == "list":
@@ -82,7 +82,7 @@ def to_markdown(blocks: list[Block]) -> str:
 def to_html(blocks: list[Block], title: str) -> str:
     out = []
     for kind, *args in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             out.append(f"<{kind}>{_inline(args[0])}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{_inline(args[0])}</p>")

@@ -54,6 +54,8 @@ def render_figures(a: Analysis) -> dict[str, bytes]:
         figs["biplot.png"] = figures.biplot_png(a.pca.projections, a.pca.loadings, a.traits)
     if a.transfer is not None:
         figs["transfer.png"] = figures.transfer_png(a.transfer, a.transfer_k)
+    for side in a.side:
+        figs.update(side.figures)
     return figs
 
 
@@ -82,7 +84,9 @@ def tables(a: Analysis) -> dict[str, pd.DataFrame]:
     if a.transfer is not None:
         out["transfer.csv"] = a.transfer
         out["transfer_predictions.csv"] = a.transfer_predictions.set_index("adapter")
-    return {name: frame for name, frame in out.items()}
+    for side in a.side:
+        out.update(side.tables)
+    return out
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -131,6 +135,13 @@ def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: l
             "k": a.transfer_k, "overall": a.transfer.loc["overall"].to_dict()},
         "transfer_note": a.transfer_note,
         "pca_skipped": a.pca_note,
+        "side_analyses": {
+            s.name: {"title": s.title, "skipped": s.skipped, "error": s.error,
+                     "seconds": s.seconds, "options": dict(a.options.side.get(s.name, {})),
+                     "summary": s.summary, "figures": sorted(s.figures),
+                     "tables": sorted(s.tables)}
+            for s in a.side
+        },
         "files": files,
     }
 

@@ -1,5 +1,5 @@
-"""The analysis stage end to end: cell records -> matrix -> PCA latent traits, uncertainty and
-transfer prediction -> report folder.
+"""The analysis stage end to end: cell records -> matrix -> PCA latent traits, uncertainty,
+transfer prediction and the selected side analyses -> report folder.
 
 Importable and testable without Hydra; analyze.py only wires the config into `run_analysis`.
 """
@@ -23,6 +23,8 @@ from .errors import AnalysisError, NoRecordsError
 from .options import AnalysisOptions, BootstrapOptions, PCAOptions, TransferOptions
 from .pca import PCAResult, fit_pca, pca_skip_reason
 from .seeds import seed_table
+from .side import SideContext, SideResult
+from .side.registry import run_selected
 from .traits import task_tags, trait_names
 from .transfer import loto_predictions, supported_k, transfer_summary
 
@@ -60,6 +62,7 @@ class Analysis:
     transfer_k: int | None = None
     transfer_note: str | None = None
     mixed_versions: dict[str, list[str]] = field(default_factory=dict)
+    side: list[SideResult] = field(default_factory=list)  # the selected side analyses, in order
 
     @property
     def pca_input(self) -> pd.DataFrame:
@@ -143,6 +146,8 @@ def analyze_records(
         log.warning("%s The report shows the matrix only.", a.pca_note)
     _uncertainty(a)
     _transfer(a)
+    if o.side:
+        a.side = run_selected(SideContext(a), o.side)
     return a
 
 

@@ -165,4 +165,19 @@ def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> l
               ("table", a.transfer, "{:.3f}"),
               *_figure(figs, "transfer.png", "Held-out RMSE per task.")]
     b += [("h2", "Examples per cell"), ("table", a.counts, "{:.0f}")]
+    return b + side_blocks(a)
+
+
+def side_blocks(a: Analysis) -> list[tuple]:
+    """One h2 section per selected side analysis: its blocks, or why it did not run."""
+    b: list[tuple] = []
+    for side in a.side:
+        b.append(("h2", side.title))
+        if side.error:
+            b.append(("p", f"This analysis failed and is left out: {side.error} (the log has "
+                           "the traceback; the rest of the report is unaffected)."))
+        elif side.skipped:
+            b.append(("p", f"Not run: {side.skipped}."))
+        else:
+            b += side.blocks
     return b

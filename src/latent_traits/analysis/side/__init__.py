@@ -17,6 +17,7 @@ returns a SideResult whose `skipped` says why, and the report shows that sentenc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from latent_traits.analysis.matrix import is_base
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
 from latent_traits.io import read_jsonl, stable_hash
 
 if TYPE_CHECKING:
     from latent_traits.analysis.run import Analysis
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +45,8 @@ class SideResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # "<name>_<what>.csv" -> frame
     summary: dict[str, Any] = field(default_factory=dict)  # JSON-able, goes into report.json
     skipped: str | None = None  # why the analysis did not run on these records
+    error: str | None = None  # set by the registry when run() raised (the report goes on)
+    seconds: float | None = None  # set by the registry
 
 
 @dataclass
@@ -51,6 +57,23 @@ class SideContext:
     data_source: str = "offline"  # where source/target examples are re-read from (offline|hub|local)
     local_path: str | None = None
     _source_cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _target_cache: dict[str, dict[str, str] | None] = field(default_factory=dict, repr=False)
+
+    def adapters(self) -> list[str]:
+        """The adapter rows of the matrix (base excluded), in matrix order."""
+        return [row for row in self.analysis.matrix.index if not is_base(row)]
+
+    def base_row(self) -> str | None:
+        return next((row for row in self.analysis.matrix.index if is_base(row)), None)
+
+    def task_type(self, task: str) -> str | None:
+        found = self.records(task)
+        return found[0]["task"].get("type") if found else None
+
+    def record(self, row: str, task: str) -> dict[str, Any] | None:
+        """The cell of a matrix row (an adapter id, or <model>:<id> when models mix) and task."""
+        return next((r for r in self.records(task) if r.get("_row", r["adapter"]["id"]) == row),
+                    None)
 
     def records(self, task: str | None = None, adapter: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.analysis.cells
@@ -59,8 +82,11 @@ class SideContext:
 
     def predictions(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """The cell's predictions rows (records.py documents the fields); [] when absent."""
-        path = Path(str(record.get("_path", ""))).with_suffix("")
-        path = path.with_name(path.name + ".predictions.jsonl")
+        if record.get("_predictions"):  # set by the local store
+            path = Path(record["_predictions"])
+        else:
+            path = Path(str(record.get("_path", ""))).with_suffix("")
+            path = path.with_name(path.name + ".predictions.jsonl")
         return read_jsonl(path) if path.is_file() else []
 
     def source_examples(self, record: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -78,6 +104,48 @@ class SideContext:
                 source=data.get("source", self.data_source), local_path=data.get("local_path"),
                 test_fraction=data.get("test_fraction", 0.3), transforms=source.get("transforms"))
         return self._source_cache[key]
+
+    def reference_texts(self, record: dict[str, Any]) -> dict[str, str] | None:
+        """{example id: reference target text} of the cell's evaluation examples, re-read from
+        the task's data as the record names it (the predictions' `reference` of a numeric task
+        is only the final number). None when the task's data cannot be re-read here."""
+        task, data = record["task"]["name"], record.get("data") or {}
+        kind, _, where = str(data.get("source", "")).partition(":")
+        key = f"{task}|{data.get('source')}|{data.get('split')}"
+        if key not in self._target_cache:
+            try:
+                from latent_traits.data.catalog import load_task_spec
+
+                spec = _outside_hydra(lambda: load_task_spec(task))
+                split = data.get("split", "test")
+                # every example of the split's pool: the ids pick the cell's examples below
+                examples, _ = load_examples(
+                    spec, split=split, source=kind if kind in ("offline", "hub", "local")
+                    else self.data_source, local_path=where if kind == "local" else self.local_path,
+                    test_fraction=1.0 if split == "test" else 0.0)
+                self._target_cache[key] = {str(e["id"]): str(e.get("target") or "")
+                                           for e in examples}
+            except Exception as error:  # noqa: BLE001 - the caller falls back to predictions
+                log.warning("Reference texts of %s not re-read (%s)", task, error)
+                self._target_cache[key] = None
+        return self._target_cache[key]
+
+
+def _outside_hydra(call: Callable[[], Any]) -> Any:
+    """Run `call` (which composes configs with Hydra) also from inside a running Hydra app,
+    whose global state is set aside and restored."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    instance = GlobalHydra.instance()
+    if not instance.is_initialized():
+        return call()
+    running = instance.hydra
+    instance.clear()
+    try:
+        return call()
+    finally:
+        GlobalHydra.instance().clear()
+        GlobalHydra.instance().initialize(running)
 
 
 SideRun = Callable[[SideContext, Mapping[str, Any]], SideResult]
