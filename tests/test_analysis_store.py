@@ -70,6 +70,37 @@ def test_wandb_runs_map_to_cells():
     assert r["model"]["name"] == MODEL and r["task"]["version"] == "1"
 
 
+def run_for_job(scores: dict[str, dict[str, float]], run_id: str, **kwargs) -> FakeRun:
+    """One evaluation run per job (what evaluate.py writes): config.cells a list of cells that
+    each name their adapter, summary eval/<adapter>/<task>/<metric>."""
+    records = [make_record(a, t, s) for a, row in scores.items() for t, s in row.items()]
+    config = {"model": records[0]["model"], "job": {"eval": {"n": 32}},
+              "cells": [{"adapter": r["adapter"], **{k: r[k] for k in CELL_KEYS}} for r in records]}
+    summary = {f"eval/{a}/{t}/accuracy": s for a, row in scores.items() for t, s in row.items()}
+    summary |= {f"eval/{a}/{t}/n_invalid": 0 for a, row in scores.items() for t in row}
+    summary |= {"_runtime": 12.0, "eval/base/imdb/confusion_matrix": "<media>"}
+    return FakeRun(run_id, "evaluate-paper", config, summary, **kwargs)
+
+
+def test_a_job_run_maps_to_every_adapter_and_task_cell():
+    scores = {"base": {"imdb": 0.5, "gsm8k": 0.05}, "imdb/lora_r8_s0": {"imdb": 0.7, "gsm8k": 0.1}}
+    run = run_for_job(scores, "job1")
+    run.summary.pop("eval/imdb/lora_r8_s0/gsm8k/accuracy")  # an unfinished cell is skipped alone
+    records = store.records_from_run(run, "me/proj/")
+    got = {(r["adapter"]["id"], r["task"]["name"]): r for r in records}
+    assert set(got) == {("base", "imdb"), ("base", "gsm8k"), ("imdb/lora_r8_s0", "imdb")}
+    assert {k: r["metrics"]["accuracy"] for k, r in got.items()} == {
+        ("base", "imdb"): 0.5, ("base", "gsm8k"): 0.05, ("imdb/lora_r8_s0", "imdb"): 0.7}
+    cell = got[("imdb/lora_r8_s0", "imdb")]
+    assert cell["metrics"] == {"accuracy": 0.7, "n_invalid": 0.0}  # no other adapter's or task's values
+    assert cell["_path"] == "wandb:me/proj/job1/imdb/lora_r8_s0/imdb" and cell["model"]["name"] == MODEL
+    assert "job" not in cell and cell["_run"]["name"] == "evaluate-paper"
+    # old one-adapter runs and job runs read together
+    old = run_for_adapter("gsm8k/lora_r8_s0", {"imdb": 0.4}, "old1")
+    both = store.records_from_runs([run, old])
+    assert {(r["adapter"]["id"], r["task"]["name"]) for r in both} >= {("gsm8k/lora_r8_s0", "imdb"), ("base", "imdb")}
+
+
 def test_single_cell_runs_unfinished_cells_and_created_at():
     record = make_record("base", "imdb", 0.5)
     record.pop("created_at")

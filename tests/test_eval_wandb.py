@@ -39,10 +39,10 @@ def test_logger_kinds():
         logger_kind({"_target_": "lightning.pytorch.loggers.CSVLogger"})
 
 
-def test_evaluation_logs_offline_runs_readable_by_the_analysis(offline_wandb, tiny_model_cfg, monkeypatch):
+def test_evaluation_logs_one_offline_run_readable_by_the_analysis(offline_wandb, tiny_model_cfg, monkeypatch):
     tmp_path = offline_wandb
     make_adapter(tmp_path / "adapters", tiny_model_cfg, "imdb")
-    seen = []  # (config, summary, logged keys) of each run, captured before it finishes
+    seen = []  # (config, summary, exit code, id, name, group) of each run, captured before it finishes
     finish = EvalWandb.finish
 
     def capture(self, exit_code=0):
@@ -55,35 +55,41 @@ def test_evaluation_logs_offline_runs_readable_by_the_analysis(offline_wandb, ti
     monkeypatch.setattr(EvalWandb, "finish", capture)
     cfg = compose_config("evaluate", EVAL, tmp_path)
     written = evaluate_all(cfg)
-    assert len(written) == 4 and len(seen) == 2  # base and the adapter: one run each, both finished
-    assert [s[4] for s in seen] == ["base", "imdb/lora_r4_s0"] and all(s[2] == 0 and s[5] == "wbtest" for s in seen)
+    assert len(written) == 4 and len(seen) == 1  # one run for the whole job (base and adapter), finished
+    config, summary, exit_code, run_id, name, group = seen[0]
+    assert exit_code == 0 and group == "wbtest" and name == "evaluate-wbtest"
+    assert config["job"]["eval"]["n"] == 4 and config["job"]["model"]["name"] == "tiny_llama"  # resolved config
+    assert config["model"] == {"name": "tiny_llama", "source": "tiny_random"}
 
     save_dir = tmp_path / "outputs" / "wandb"  # logger.save_dir: the job's output folder
     runs = sorted(save_dir.glob("offline-run-*"))
-    assert len(runs) == 2 and all(any(r.glob("*.wandb")) for r in runs)
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
     for path in save_dir.rglob("*"):  # no API key anywhere in what W&B wrote
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
 
-    local = {(r["adapter"]["id"], r["task"]["name"]): r for r in map(lambda p: json.loads(p.read_text()), written)}
-    for config, summary, _, run_id, name, group in seen:
-        assert set(config["cells"]) == {"imdb", "goat"}
-        assert "predictions/imdb" in summary and "confusion_matrix/imdb_table" in summary
-        assert "predictions/goat" in summary and "confusion_matrix/goat_table" not in summary
-        run = SimpleNamespace(config=config, summary=summary, id=run_id, name=name, group=group, tags=[],
-                              created_at=None)
-        cells = {r["task"]["name"]: r for r in records_from_run(run)}
-        assert set(cells) == {"imdb", "goat"}
-        for task, cell in cells.items():
-            record = local[(name, task)]
-            assert cell["adapter"]["id"] == name and cell["settings_hash"] == record["settings_hash"]
-            assert cell["metrics"][record["primary_metric"]] == pytest.approx(record["metrics"][record["primary_metric"]])
-            assert cell["metrics"]["mean_output_chars"] == pytest.approx(record["metrics"]["mean_output_chars"])
+    cells = {(c["adapter"]["id"], c["task"]["name"]) for c in config["cells"]}
+    assert cells == {("base", "imdb"), ("base", "goat"), ("imdb/lora_r4_s0", "imdb"), ("imdb/lora_r4_s0", "goat")}
+    for adapter in ("base", "imdb/lora_r4_s0"):  # tables per cell, confusion matrices for classification
+        assert f"predictions/{adapter}/imdb" in summary and f"confusion_matrix/{adapter}/imdb_table" in summary
+        assert f"predictions/{adapter}/goat" in summary and f"confusion_matrix/{adapter}/goat_table" not in summary
+    assert "eval/imdb/lora_r4_s0/imdb/accuracy" in summary and "eval/base/goat/flexible_extract" in summary
 
-    # a rerun skips every cell but still logs them from the records on disk
+    local = {(r["adapter"]["id"], r["task"]["name"]): r for r in map(lambda p: json.loads(p.read_text()), written)}
+    run = SimpleNamespace(config=config, summary=summary, id=run_id, name=name, group=group, tags=[], created_at=None)
+    read = {(r["adapter"]["id"], r["task"]["name"]): r for r in records_from_run(run, "me/proj/")}
+    assert set(read) == set(local)
+    for key, cell in read.items():
+        record = local[key]
+        assert cell["settings_hash"] == record["settings_hash"] and cell["model"]["name"] == "tiny_llama"
+        assert cell["metrics"][record["primary_metric"]] == pytest.approx(record["metrics"][record["primary_metric"]])
+        assert cell["metrics"]["mean_output_chars"] == pytest.approx(record["metrics"]["mean_output_chars"])
+        assert cell["_path"] == f"wandb:me/proj/{run_id}/{key[0]}/{key[1]}"
+
+    # a rerun skips every cell but still logs them, from the records on disk, into its one run
     seen.clear()
     assert evaluate_all(compose_config("evaluate", EVAL, tmp_path)) == []
-    assert len(seen) == 2 and all(set(s[0]["cells"]) == {"imdb", "goat"} for s in seen)
+    assert len(seen) == 1 and len(seen[0][0]["cells"]) == 4
 
 
 def test_a_failing_job_still_finishes_its_run(offline_wandb, monkeypatch):

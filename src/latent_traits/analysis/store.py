@@ -5,23 +5,25 @@ private keys added: ``_path`` (where the record came from: a file path or
 ``wandb:<entity>/<project>/<run id>``), ``_predictions`` (the local predictions file, or None)
 and ``_source`` (``local`` | ``wandb``). `long_table` flattens them to one row per cell.
 
-Shape of an evaluation run on W&B (what `records_from_runs` reads; evaluate.py's W&B logging
-is to write exactly this)::
+Shape of an evaluation run on W&B (what `records_from_runs` reads; evaluate.py's W&B logging,
+latent_traits.eval.wandb_log, writes exactly this): one run per evaluation job::
 
     run.config = {
       "model": {"name": ..., "source": ...},           # as in the record
-      "adapter": {"id": "base" | "<source>/<lora>_r<r>_s<seed>", ...},
-      "cells": {                                          # one entry per evaluated task
-        "<task>": {"task": {...}, "data": {...}, "decoding": {...}, "settings_hash": str,
-                   "primary_metric": str, "n_invalid": int, "created_at": iso8601},
-      },
+      "job": {...},                                      # the job's resolved config (not read here)
+      "cells": [                                         # one entry per (adapter, task) cell
+        {"adapter": {"id": "base" | "<source>/<lora>_r<r>_s<seed>", ...},
+         "task": {...}, "data": {...}, "decoding": {...}, "settings_hash": str,
+         "primary_metric": str, "n_invalid": int, "created_at": iso8601},
+      ],
     }
-    run.summary = {"eval/<task>/<metric>": float, ...}   # every metric of every cell
+    run.summary = {"eval/<adapter id>/<task>/<metric>": float, ...}   # every metric of every cell
 
-A run that holds a single cell may instead carry the record's fields at the top of its config
-(``model``, ``adapter``, ``task``, ``data``, ``primary_metric``, ...). A cell's metrics are the
-summary's ``eval/<task>/*`` values; a cell whose primary metric is not in the summary is
-skipped with a warning (the run did not finish). ``created_at`` falls back to the run's.
+Older runs held one adapter each (still read): ``config.adapter`` and ``config.cells`` as a
+{task: cell} mapping, summary keys ``eval/<task>/<metric>``. A run that holds a single cell may
+instead carry the record's fields at the top of its config (``model``, ``adapter``, ``task``,
+``data``, ``primary_metric``, ...). A cell whose primary metric is not in the summary is skipped
+with a warning (the run did not finish). ``created_at`` falls back to the run's.
 Predictions are not read from W&B, so W&B cells get no bootstrap interval.
 """
 
@@ -68,15 +70,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _run_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """{task: {metric: value}} from summary keys eval/<task>/<metric>."""
-    out: dict[str, dict[str, float]] = {}
+def _prefixed_metrics(summary: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """{metric: value} from the summary keys <prefix><metric> (metric names hold no '/')."""
+    out: dict[str, float] = {}
     for key, value in summary.items():
-        if not key.startswith(METRIC_PREFIX) or not isinstance(value, int | float):
-            continue
-        task, _, metric = key[len(METRIC_PREFIX):].rpartition("/")
-        if task and metric:
-            out.setdefault(task, {})[metric] = float(value)
+        metric = key[len(prefix):] if key.startswith(prefix) else ""
+        if metric and "/" not in metric and isinstance(value, int | float) and not isinstance(value, bool):
+            out[metric] = float(value)
     return out
 
 
@@ -86,38 +86,51 @@ def _created(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+def _run_cells(config: Mapping[str, Any]) -> list[tuple[dict, dict, str, dict, str]] | None:
+    """(model, adapter, task, cell, metric prefix) of each cell a run's config describes, or None
+    where it describes none."""
+    cells = config.get("cells")
+    if isinstance(cells, list):  # one run per evaluation job: each cell names its adapter
+        return [(config.get("model"), cell.get("adapter"), cell["task"]["name"], cell,
+                 f"{METRIC_PREFIX}{(cell.get('adapter') or {}).get('id')}/{cell['task']['name']}/")
+                for cell in cells if isinstance(cell, Mapping) and "task" in cell]
+    if isinstance(cells, Mapping):  # older runs: one adapter per run
+        return [(config.get("model"), config.get("adapter"), task, cell, f"{METRIC_PREFIX}{task}/")
+                for task, cell in cells.items()]
+    if "task" in config:  # a single cell at the top of the config
+        task = config["task"]["name"]
+        return [(config.get("model"), config.get("adapter"), task, config, f"{METRIC_PREFIX}{task}/")]
+    return None
+
+
 def records_from_run(run: Any, where: str = "") -> list[dict[str, Any]]:
     """The cell records one W&B evaluation run holds (see the module docstring for its shape)."""
     config, summary = _plain(run.config), _plain(run.summary)
     ident = f"wandb:{where}{run.id}" if where else f"wandb:{run.id}"
-    if "cells" in config:
-        cells = config["cells"]
-    elif "task" in config:
-        cells = {config["task"]["name"]: config}
-    else:
+    cells = _run_cells(config)
+    if cells is None:
         log.warning("W&B run %s (%s) has no cell config; skipped", run.id, run.name)
         return []
-    if "model" not in config or "adapter" not in config:
-        log.warning("W&B run %s (%s) lacks model/adapter in its config; skipped", run.id, run.name)
-        return []
-    metrics = _run_metrics(summary)
+    one_job = isinstance(config.get("cells"), list)
     records = []
-    for task, cell in cells.items():
-        record = {k: v for k, v in cell.items() if k not in ("cells", "metrics")}
-        record.setdefault("task", {"name": task})
-        record["task"] = {**record["task"], "name": task}
-        record["model"], record["adapter"] = config["model"], config["adapter"]
-        record["metrics"] = metrics.get(task, {})
+    for model, adapter, task, cell, prefix in cells:
+        if not model or not adapter:
+            log.warning("W&B run %s (%s) lacks model/adapter for cell %s; skipped", run.id, run.name, task)
+            continue
+        record = {k: v for k, v in cell.items() if k not in ("cells", "metrics", "job")}
+        record["task"] = {**(record.get("task") or {}), "name": task}
+        record["model"], record["adapter"] = model, adapter
+        record["metrics"] = _prefixed_metrics(summary, prefix)
+        where_in_run = f"{adapter['id']}/{task}" if one_job else task
         primary = record.get("primary_metric")
         if primary not in record["metrics"]:
-            log.warning("W&B run %s: no eval/%s/%s in its summary; cell skipped", ident, task,
-                        primary)
+            log.warning("W&B run %s: no %s%s in its summary; cell skipped", ident, prefix, primary)
             continue
         record.setdefault("schema_version", 1)
         record.setdefault("status", "complete")
         record["created_at"] = record.get("created_at") or _created(run.created_at)
         record.setdefault("data", {})
-        record.update(_path=f"{ident}/{task}", _predictions=None, _source="wandb",
+        record.update(_path=f"{ident}/{where_in_run}", _predictions=None, _source="wandb",
                       _run={"id": run.id, "name": run.name, "group": run.group,
                             "tags": list(run.tags or [])})
         records.append(record)

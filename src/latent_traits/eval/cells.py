@@ -36,13 +36,34 @@ def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], p
                               tokenizer.pad_token_id, tokenizer.eos_token_id)
         for i, s in zip(batch, scores, strict=True):
             chosen = labels[constrained_choice(label_tokens, s) if mode == "constrained" else loglik_choice(s)]
-            rows[i] = {
-                "id": examples[i]["id"], "reference": examples[i]["label"], "raw_output": chosen,
-                "parsed": chosen, "correct": chosen == examples[i]["label"],
-                "output_chars": len(chosen), "output_tokens": len(label_tokens[labels.index(chosen)]),
-                "label_scores": dict(zip(labels, (round(t, 5) for t in s.totals), strict=True)),
-            }
+            rows[i] = classification_row(examples[i], chosen, len(label_tokens[labels.index(chosen)]),
+                                         dict(zip(labels, (round(t, 5) for t in s.totals), strict=True)))
     return rows  # type: ignore[return-value]
+
+
+def classification_row(example: dict, chosen: str, output_tokens: int,
+                       label_scores: dict[str, float] | None) -> dict[str, Any]:
+    """One classification prediction row (every backend writes these); label_scores are the
+    labels' log-probabilities where the backend computed them, else None."""
+    return {
+        "id": example["id"], "reference": example["label"], "raw_output": chosen, "parsed": chosen,
+        "correct": chosen == example["label"], "output_chars": len(chosen), "output_tokens": output_tokens,
+        "label_scores": label_scores,
+    }
+
+
+def generation_row(spec: TaskSpec, example: dict, text: str, tokenizer, code: dict[str, Any] | None) -> dict[str, Any]:
+    """One generation prediction row (every backend writes these): scored, with its lengths."""
+    return {
+        "id": example["id"], "raw_output": text, **score_generation(spec, example, text, code),
+        "output_chars": len(text), "output_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+    }
+
+
+def max_new_tokens(spec: TaskSpec, decoding: dict[str, Any]) -> int:
+    """The task's max_new_tokens, capped by eval.decoding.max_new_tokens_cap where set."""
+    cap = decoding.get("max_new_tokens_cap")
+    return min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens
 
 
 def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, Any] | None) -> dict[str, Any]:
@@ -68,22 +89,16 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], promp
                    batch_size: int, decoding: dict[str, Any], progress: Callable,
                    code: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any] | None] = [None] * len(examples)
-    cap = decoding.get("max_new_tokens_cap")
-    max_new_tokens = min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens
     seed = decoding.get("seed")
     for b, batch in enumerate(progress(length_sorted_batches([len(p) for p in prompts], batch_size))):
         outputs = generate(
-            model, tokenizer, [prompts[i] for i in batch], max_new_tokens=max_new_tokens,
+            model, tokenizer, [prompts[i] for i in batch], max_new_tokens=max_new_tokens(spec, decoding),
             stop=list(spec.stop), do_sample=bool(decoding.get("do_sample", False)),
             temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
             seed=None if seed is None else int(seed) + b,  # per batch: batches are a fixed partition
         )
         for i, text in zip(batch, outputs, strict=True):
-            rows[i] = {
-                "id": examples[i]["id"], "raw_output": text, **score_generation(spec, examples[i], text, code),
-                "output_chars": len(text),
-                "output_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
-            }
+            rows[i] = generation_row(spec, examples[i], text, tokenizer, code)
     return rows  # type: ignore[return-value]
 
 
@@ -103,9 +118,15 @@ def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_si
     if spec.is_classification:
         rows = run_classification(model, tokenizer, spec, examples, prompts, batch_size,
                                   decoding.get("classification", "constrained"), progress)
-        return rows, classification_metrics(rows, list(spec.labels)), "accuracy", 0
-    rows = run_generation(model, tokenizer, spec, examples, prompts, batch_size, decoding, progress, code)
+    else:
+        rows = run_generation(model, tokenizer, spec, examples, prompts, batch_size, decoding, progress, code)
+    return (rows, *cell_metrics(spec, rows))
+
+
+def cell_metrics(spec: TaskSpec, rows: list[dict[str, Any]]) -> tuple[dict, str, int]:
+    """(metrics, primary metric name, number of invalid outputs) of a cell's prediction rows."""
+    if spec.is_classification:
+        return classification_metrics(rows, list(spec.labels)), "accuracy", 0
     if spec.scorer == "code_match":
-        return rows, code_metrics(rows), "code_match", sum(not r["parses"] for r in rows)
-    n_invalid = sum(r["parsed"] is None for r in rows)
-    return rows, numeric_metrics(rows), "flexible_extract", n_invalid
+        return code_metrics(rows), "code_match", sum(not r["parses"] for r in rows)
+    return numeric_metrics(rows), "flexible_extract", sum(r["parsed"] is None for r in rows)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from latent_traits.config import check_against_model, target_specs, to_plain
 from latent_traits.data.load import load_examples
@@ -24,6 +25,7 @@ from latent_traits.eval.records import (
     predictions_path,
     record_path,
 )
+from latent_traits.eval.vllm_backend import backend_name, check_vllm_backend, decode_with_vllm
 from latent_traits.eval.wandb_log import logger_kind
 from latent_traits.io import provenance, read_json, stable_hash, write_json, write_jsonl
 from latent_traits.model.factory import load_tokenizer_and_model
@@ -113,6 +115,8 @@ def cell_seed(eval_seed: int, adapter_id: str, task: str) -> int:
 
 def decoding_settings(cfg: DictConfig, adapter_id: str, task: str) -> dict[str, Any]:
     decoding = {**to_plain(cfg.eval.decoding), "max_input_tokens": cfg.data.max_input_tokens}
+    if backend_name(cfg.eval) != "hf":  # another backend's predictions are other cells (hf's keep their hash)
+        decoding["backend"] = backend_name(cfg.eval)
     if decoding.get("do_sample"):
         decoding["seed"] = cell_seed(cfg.seed, adapter_id, task)
     else:  # greedy: no seed, so greedy cells keep their settings hash
@@ -167,6 +171,8 @@ def is_finished(path: Path, settings_hash: str) -> bool:
 def evaluate_all(cfg: DictConfig) -> list[Path]:
     """Evaluate the base model and every selected adapter on every target task; return record paths."""
     model_name = cfg.model.name
+    if backend_name(cfg.eval) == "vllm":  # fail before any data or model loads
+        check_vllm_backend(to_plain(cfg.eval.decoding))
     adapters = discover_adapters(cfg.paths.adapters_dir, model_name, cfg.eval.adapters)
     if not adapters and not cfg.eval.get("allow_base_only", False):
         raise LatentTraitsError(
@@ -203,7 +209,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     written: list[Path] = []
     ok = False
     try:
-        state: dict[str, Any] = {}  # the resident model and the judge, loaded on first need
+        state: dict[str, Any] = {"adapters": adapters}  # the model(s) and judge are loaded on first need
         for adapter, spec, examples, data_prov, settings, finished in cells:
             if not finished:
                 written.append(evaluate_cell(cfg, state, adapter, spec, examples, data_prov, settings))
@@ -226,28 +232,44 @@ def eval_tracker(cfg: DictConfig):
 
     # read key by key: the shared logger group also holds training-only fields (run names)
     plain = {k: to_plain(logger_cfg.get(k)) for k in ("project", "entity", "offline", "save_dir")}
-    return EvalWandb.from_config(plain, str(cfg.get("experiment_name") or "default"), cfg.model.name)
+    return EvalWandb.from_config(plain, str(cfg.get("experiment_name") or "default"),
+                                 {"name": cfg.model.name, "source": cfg.model.source}, resolved_config(cfg))
 
 
-def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
-                  data_prov: dict, settings: dict[str, Any]) -> Path:
-    """Evaluate one (adapter or base) x task cell; write its predictions, then its record."""
-    model_name = cfg.model.name
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's config with interpolations resolved where they can be (outside a Hydra run,
+    ${hydra:...} cannot: then unresolved)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:  # an interpolation that needs Hydra's runtime (tests, notebooks)
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
+                   settings: dict[str, Any]) -> tuple[list[dict], dict, str, int, float]:
+    """(rows, metrics, primary, n_invalid, seconds) of one cell on the resident HF model."""
     if "resident" not in state:
         tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
         check_against_model(cfg, base_model)
         base_model.eval()
         tokenizer.padding_side = "left"
         state["tokenizer"], state["resident"] = tokenizer, ResidentModel(base_model)
-    tokenizer = state["tokenizer"]
     with state["resident"].use(adapter) as model:
         started = time.perf_counter()
-        rows, metrics, primary, n_invalid = run_cell(
-            model, tokenizer, spec, examples, batch_size=cfg.eval.batch_size,
-            max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-            code=settings.get("code"), desc=f"{adapter.id} x {spec.name}",
-        )
-        seconds = time.perf_counter() - started
+        out = run_cell(model, state["tokenizer"], spec, examples, batch_size=cfg.eval.batch_size,
+                       max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
+                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}")
+        return (*out, time.perf_counter() - started)
+
+
+def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
+                  data_prov: dict, settings: dict[str, Any]) -> Path:
+    """Evaluate one (adapter or base) x task cell; write its predictions, then its record."""
+    model_name = cfg.model.name
+    if backend_name(cfg.eval) == "vllm":
+        rows, metrics, primary, n_invalid, seconds = decode_with_vllm(cfg, state, adapter, spec, examples, settings)
+    else:
+        rows, metrics, primary, n_invalid, seconds = decode_with_hf(cfg, state, adapter, spec, examples, settings)
     n_invalid_verdicts = None
     if settings.get("judge"):
         if state.get("judge") is None:
