@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from omegaconf import DictConfig
@@ -13,13 +16,55 @@ from omegaconf import DictConfig
 log = logging.getLogger("latent_traits")
 F = TypeVar("F", bound=Callable)
 
+# errors of writing an output: a full disk, a read-only or unwritable folder, a file where a
+# folder is expected
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+WHERE = "write elsewhere with paths.artifacts_dir=<folder>{} (or the LATENT_TRAITS_ARTIFACTS variable)"
+
 
 class LatentTraitsError(Exception):
     """Bad input or a missing prerequisite that the user can fix; the message says how."""
 
 
+class OutputWriteError(LatentTraitsError):
+    """An output could not be written (disk full, unwritable folder); nothing half-written is kept."""
+
+
+def is_output_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_FULL | NOT_WRITABLE
+
+
+def blocking_file(path: Path) -> Path | None:
+    """The nearest ancestor of `path` (or itself) that exists but is not a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def output_error(path: str | os.PathLike, err: OSError, is_folder: bool = False) -> OutputWriteError:
+    """The error to show for a failed write of `path` (a file, or a folder to write into), naming
+    the path, the cause and the fix."""
+    path = Path(path)
+    if err.errno in DISK_FULL:
+        return OutputWriteError(
+            f"cannot write {'to ' if is_folder else ''}{path}: the disk is full ({err.strerror}). "
+            f"Free space on that disk, or {WHERE.format(' on a disk with room')}"
+        )
+    blocker = blocking_file(path if is_folder else path.parent)
+    if blocker is not None:
+        cause = f"{blocker} is a file, where a folder is needed"
+        fix = f"move or delete that file, or {WHERE.format('')}"
+    else:
+        cause = err.strerror or str(err)
+        fix = f"make that folder writable (it may be on a read-only disk), or {WHERE.format('')}"
+    return OutputWriteError(f"cannot write {'to ' if is_folder else ''}{path}: {cause}. {fix[0].upper()}{fix[1:]}")
+
+
 def exit_on_user_error(fn: F) -> F:
-    """Turn a LatentTraitsError into a clear message and exit status 2 instead of a traceback."""
+    """Turn a LatentTraitsError, or a full disk / read-only folder met by a library's own writer
+    (e.g. Lightning's checkpoints), into a clear message and exit status 2 instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -29,7 +74,11 @@ def exit_on_user_error(fn: F) -> F:
 
                 check_config(args[0])  # secrets, missing keys, wrong types and ranges
             return fn(*args, **kwargs)
-        except LatentTraitsError as err:
+        except (LatentTraitsError, OSError) as err:
+            if isinstance(err, OSError):
+                if err.errno not in DISK_FULL | {errno.EROFS}:
+                    raise
+                err = output_error(err.filename or "an output file", err)
             log.error("%s", err)
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -6,6 +6,7 @@ never leaves a half-written record: a file either exists whole or not at all.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from latent_traits.errors import DISK_FULL, OutputWriteError, is_output_error, output_error
+
 TRACKED_PACKAGES = (
     "latent-traits", "torch", "transformers", "peft", "lightning", "hydra-core", "omegaconf",
     "torchmetrics", "wandb", "scikit-learn", "numpy", "pandas",
@@ -30,23 +33,90 @@ TRACKED_PACKAGES = (
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    Works for files and directories alike (an existing target directory is replaced)."""
+    Works for files and directories alike (an existing target directory is replaced). A full disk
+    or an unwritable folder raises OutputWriteError naming `path` and the fix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clear_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        remove_empty(created)
+        raise (output_error(path, err) if is_output_error(err) else err) from err
     target = tmp / path.name
+    written = False
     try:
         yield target
         if path.is_dir() and target.is_dir():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = tmp.with_name(f".{path.name}.{os.getpid()}.old.tmp")
             os.replace(path, old)
             os.replace(target, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(target, path)
+        written = True
+    except OutputWriteError as err:  # from a write nested in this one: name this, the real target
+        cause = err.__cause__
+        raise (output_error(path, cause) if isinstance(cause, OSError) else err) from cause
+    except OSError as err:
+        # inside the block only unambiguous write errors: an EACCES there may come from a read
+        if err.errno in DISK_FULL or err.errno == errno.EROFS:
+            raise output_error(path, err) from err
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not written:  # a failed write leaves no trace, not even the folders made for it
+            remove_empty(created)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def clear_stale_temps(path: Path) -> None:
+    """Remove the temporaries a killed writer of `path` left beside it (``.<name>.<pid>.<x>.tmp``
+    of a process no longer running here); a killed directory swap gets its previous version back."""
+    prefix = f".{path.name}."
+    for entry in path.parent.iterdir():
+        parts = entry.name[len(prefix):].split(".")
+        if not entry.name.startswith(prefix) or len(parts) != 3 or parts[2] != "tmp" \
+                or not parts[0].isdigit() or process_running(int(parts[0])):
+            continue
+        if parts[1] == "old" and not path.exists():
+            os.replace(entry, path)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def process_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def ensure_writable(folder: str | os.PathLike) -> None:
+    """Fail at once, before any work, when outputs cannot be written to `folder`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        if is_output_error(err):
+            raise output_error(folder, err, is_folder=True) from err
+        raise
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

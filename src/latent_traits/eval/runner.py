@@ -27,9 +27,17 @@ from latent_traits.eval.records import (
 )
 from latent_traits.eval.vllm_backend import backend_name, check_vllm_backend, decode_with_vllm
 from latent_traits.eval.wandb_log import logger_kind
-from latent_traits.io import provenance, read_json, stable_hash, write_json, write_jsonl
+from latent_traits.io import (
+    ensure_writable,
+    provenance,
+    read_json,
+    stable_hash,
+    write_json,
+    write_jsonl,
+)
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.redact import redact
+from latent_traits.rerun import CELL_SELECTION, cell_command, task_overrides
 from latent_traits.train.run import TRAIN_RESULT
 
 log = logging.getLogger(__name__)
@@ -205,6 +213,8 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
             cells.append((adapter, spec, examples, data_prov, settings, finished))
     log.info("%d of %d cells to evaluate (%d adapters incl. base x %d tasks)",
              n_pending, len(cells), len(grid), len(tasks))
+    if n_pending:
+        ensure_writable(Path(cfg.paths.eval_dir) / model_name)  # fail before the model loads
     tracker = eval_tracker(cfg)
     written: list[Path] = []
     ok = False
@@ -290,7 +300,11 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec
             "source_dataset": (adapter.train_result or {}).get("source_dataset"),
             "train_config": (adapter.train_result or {}).get("settings"),
             "train_data": (adapter.train_result or {}).get("data"),
+            "train_rerun": (adapter.train_result or {}).get("rerun"),
         },
+        "eval_config": {"seed": cfg.seed, "data": to_plain(cfg.data), "eval": {
+            k: v for k, v in to_plain(cfg.eval).items() if f"eval.{k}" not in CELL_SELECTION}},
+        "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base),
         "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
         **({"code_scoring": settings["code"]} if settings.get("code") else {}),
         "settings_hash": settings["hash"], "metrics": metrics, "primary_metric": primary,

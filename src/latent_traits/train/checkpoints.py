@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from pathlib import Path
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from latent_traits.io import atomic_path
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -16,6 +20,25 @@ LAST = "last.ckpt"
 def checkpoint_dir(adapter_dir: Path) -> Path:
     """<adapter dir>.checkpoints: kept apart so an unfinished job never looks like an adapter."""
     return adapter_dir.with_name(adapter_dir.name + ".checkpoints")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their target and renamed into place (Lightning's own writer goes
+    through the system temp dir and copies across disks, so a kill could leave half a file), and a
+    full disk named as such."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported by AtomicCheckpointIO")
+        buffer = io.BytesIO()  # torch.save into a file reports a full disk as a RuntimeError
+        torch.save(checkpoint, buffer)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+
+
+def checkpoint_plugins(strategy: str) -> list:
+    """FSDP writes (sharded) checkpoints its own way; every other strategy gets atomic files."""
+    return [] if "fsdp" in strategy else [AtomicCheckpointIO()]
 
 
 class SettingsStamp(Callback):

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from latent_traits.errors import LatentTraitsError
+from latent_traits.errors import LatentTraitsError, OutputWriteError
 from latent_traits.io import provenance, read_json, write_json
 from latent_traits.redact import redact
 from latent_traits.train.run import TRAIN_RESULT, adapter_dir, adapter_id, train_adapter
@@ -80,8 +80,12 @@ def run_training_job(cfg: DictConfig) -> dict[str, Any] | None:
         pin_gpu_per_job(cfg)
         return train_adapter(cfg)
     except Exception as err:
-        record_failure(cfg, err)
-        if cfg.train.fail_fast or not in_multirun():
+        try:
+            record_failure(cfg, err)
+        except OutputWriteError as write_err:  # a full disk or unwritable folder: report the first error
+            log.error("Could not record the failure: %s", write_err)
+        # a full disk or an unwritable folder would fail every later job of the sweep the same way
+        if cfg.train.fail_fast or not in_multirun() or isinstance(err, OutputWriteError):
             raise
         log.error("Job %s failed and was recorded in %s; the sweep goes on: %s",
                   adapter_id(cfg), adapter_dir(cfg) / TRAIN_RESULT, err)
