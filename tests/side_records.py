@@ -39,7 +39,7 @@ def evaluated_examples(task: str, n: int) -> list[dict]:
 
 
 def write_cell(eval_dir: Path, adapter: str, task: str, correct: dict[str, bool] | None,
-               score: float | None = None) -> None:
+               score: float | None = None, train_n: int = 32) -> None:
     """One cell: a record (score = mean correctness unless given) and, with `correct`
     ({example id: bool}), its predictions file."""
     spec = load_task_spec(task)
@@ -49,7 +49,7 @@ def write_cell(eval_dir: Path, adapter: str, task: str, correct: dict[str, bool]
     record["task"] = spec.to_record()
     record["data"]["source"] = f"offline:{spec.offline['loader']}"
     if adapter != BASE_ADAPTER_ID:
-        record["adapter"]["train_config"] = train_config(adapter.split("/")[0])
+        record["adapter"]["train_config"] = train_config(adapter.split("/")[0], train_n)
     if correct is not None:
         write_jsonl(predictions_path(eval_dir, MODEL, adapter, task),
                     [{"id": i, "correct": bool(c)} for i, c in correct.items()])

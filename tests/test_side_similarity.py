@@ -176,7 +176,7 @@ class BagOfWordsEncoder:
 def test_semantic_matrix_reaches_the_report_and_a_missing_package_only_skips_it(tmp_path, monkeypatch):
     write_study(tmp_path)
     ctx = context(tmp_path)
-    monkeypatch.setattr(_semantic, "load_encoder", lambda model, device=None: BagOfWordsEncoder())
+    monkeypatch.setattr(_semantic, "load_encoder", lambda model, device=None, max_seq_length=None: BagOfWordsEncoder())
     result = similarity.run(ctx, {"n_texts": 16})
     assert set(result.figures) == {"similarity_style.png", "similarity_semantic.png",
                                    "similarity_scatter.png"}

@@ -30,20 +30,24 @@ def default_model() -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def load_encoder(model: str, device: str | None = None) -> Any:
-    """A SentenceTransformer, loaded once per process and model."""
+def load_encoder(model: str, device: str | None = None, max_seq_length: int | None = None) -> Any:
+    """A SentenceTransformer, loaded once per process and settings; `max_seq_length` cuts texts
+    shorter than the model's own limit (256 word pieces for all-MiniLM-L6-v2)."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
         raise MissingPackage(
             f"the semantic similarity needs sentence-transformers ({err})") from err
-    return SentenceTransformer(model, device=device)
+    encoder = SentenceTransformer(model, device=device)
+    if max_seq_length:
+        encoder.max_seq_length = int(max_seq_length)
+    return encoder
 
 
-def embed(texts: Sequence[str], model: str, batch_size: int = 32,
-          device: str | None = None) -> np.ndarray:
-    """Unit-length embeddings, one row per text (long texts are cut at the model's limit)."""
-    encoder = load_encoder(model, device)
+def embed(texts: Sequence[str], model: str, batch_size: int = 32, device: str | None = None,
+          max_seq_length: int | None = None) -> np.ndarray:
+    """Unit-length embeddings, one row per text (long texts are cut at the length limit)."""
+    encoder = load_encoder(model, device, max_seq_length)
     return np.asarray(encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                      show_progress_bar=False, convert_to_numpy=True), dtype=float)
 
@@ -55,10 +59,11 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def semantic_similarity(rows: dict[str, Sequence[str]], columns: dict[str, Sequence[str]],
-                        model: str, batch_size: int = 32,
-                        device: str | None = None) -> pd.DataFrame:
+                        model: str, batch_size: int = 32, device: str | None = None,
+                        max_seq_length: int | None = None) -> pd.DataFrame:
     """Mean embedding cosine between each row sample and each column sample."""
-    row_vectors = {k: embed(v, model, batch_size, device) for k, v in rows.items()}
-    column_vectors = {k: embed(v, model, batch_size, device) for k, v in columns.items()}
+    row_vectors = {k: embed(v, model, batch_size, device, max_seq_length) for k, v in rows.items()}
+    column_vectors = {k: embed(v, model, batch_size, device, max_seq_length)
+                      for k, v in columns.items()}
     return pd.DataFrame([[mean_cosine(row_vectors[r], column_vectors[c]) for c in columns]
                          for r in rows], index=list(rows), columns=list(columns))

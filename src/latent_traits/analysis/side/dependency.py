@@ -11,6 +11,7 @@ questions are dropped and counted.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -190,15 +191,19 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
         result.skipped = (f"no math target task among {list(ctx.analysis.matrix.columns)} (tags "
                           f"{list(o['tags'])} or a numeric scorer; or analysis.dependency.tasks=[...])")
         return result
+    started = time.perf_counter()
     try:
         parser = load_parser(o["model"])
     except ParserUnavailable as err:
         result.skipped = f"{err}: {INSTALL_HINT}"
         return result
+    seconds = {"load_parser": round(time.perf_counter() - started, 3)}
     notes: list[str] = []
     tables, info = [], {}
     for task in tasks:
+        started = time.perf_counter()
         table, info[task] = _task_ratios(ctx, task, parser, o, notes)
+        seconds[task] = round(time.perf_counter() - started, 3)
         if table is not None:
             tables.append(table)
     if not tables:
@@ -240,7 +245,7 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
         "parser": {"name": parser.meta.get("name"), "version": parser.meta.get("version"),
                    "lang": parser.meta.get("lang")},
         "tasks": info, "min_count": int(o["min_count"]), "n_resamples": int(o["n_resamples"]),
-        "level": level, "notes": notes,
+        "level": level, "notes": notes, "seconds": seconds,
         "above_one": {t: mine[mine["ratio_low"] > 1][["adapter", "relation"]].values.tolist()
                       for t, mine in ratios.groupby("task")},
         "below_one": {t: mine[mine["ratio_high"] < 1][["adapter", "relation"]].values.tolist()

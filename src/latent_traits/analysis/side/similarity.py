@@ -37,7 +37,8 @@ TITLE = "Dataset similarity and transfer"
 DEFAULTS: dict[str, Any] = {
     "enabled": True, "n_texts": 64, "seed": 0, "permutations": 999, "method": "spearman",
     "function_word_weight": 1.0, "aliases": {},
-    "semantic": {"enabled": True, "model": None, "batch_size": 32, "device": None},
+    "semantic": {"enabled": True, "model": None, "batch_size": 32, "device": None,
+                 "max_seq_length": None},
 }
 KINDS = ("style", "semantic")
 
@@ -149,7 +150,8 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
         semantic_model = o["semantic"]["model"] or default_model()
         try:
             similarities["semantic"] = semantic_similarity(
-                rows, columns, semantic_model, int(o["semantic"]["batch_size"]), o["semantic"]["device"])
+                rows, columns, semantic_model, int(o["semantic"]["batch_size"]),
+                o["semantic"]["device"], o["semantic"]["max_seq_length"])
         except (MissingPackage, OSError) as err:  # not installed; hub id without network
             notes.append(f"The semantic matrix is skipped: {err}. {INSTALL_HINT}")
             semantic_model = None
