@@ -38,7 +38,7 @@ def _words_vs_digits(members: dict[str, dict[str, str]]) -> bool:
 def _describe(values: Mapping[str, str], key: str) -> str:
     picked = {k.removeprefix(key).lstrip(".") or key.rpartition(".")[2]: json.loads(v)
               for k, v in values.items()}
-    return ", ".join(f"{k}={v}" for k, v in sorted(picked.items())) or "default"
+    return ", ".join(f"{k}={'none' if v is None else v}" for k, v in sorted(picked.items())) or "default"
 
 
 def _noise_free(values: Mapping[str, str]) -> bool:

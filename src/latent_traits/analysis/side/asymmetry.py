@@ -111,7 +111,7 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
     result.blocks = [
         ("p", f"S[i, j]: {what} of the adapter trained on dataset i, on target j. Asymmetry index "
               f"(share of the off-diagonal variation that is antisymmetric; 0 symmetric, 1 "
-              f"antisymmetric): {index:.2f}. Pairs asymmetric at family-wise level {level} "
+              f"antisymmetric): {_index_text(index)}. Pairs asymmetric at family-wise level {level} "
               f"(Holm): {', '.join(significant) or 'none'}."),
         ("figure", "asymmetry_matrix.png", result.figures["asymmetry_matrix.png"],
          "The matrix, its transpose and their difference."),
@@ -121,6 +121,10 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
          or ["one adapter per dataset"]),
     ]
     return result
+
+
+def _index_text(index: float) -> str:
+    return f"{index:.2f}" if math.isfinite(index) else "undefined (no off-diagonal transfer)"
 
 
 def _figure(values: pd.DataFrame) -> bytes:

@@ -50,7 +50,10 @@ def interpolation(adapter: list[float], base: list[float] | None, source: list[f
 
 
 def _outputs(ctx: SideContext, record: dict[str, Any] | None) -> list[float]:
-    return [float(r["output_chars"]) for r in ctx.predictions(record)] if record else []
+    """Output lengths in characters (rows without output_chars fall back to raw_output)."""
+    rows = ctx.predictions(record) if record else []
+    return [float(r["output_chars"]) if "output_chars" in r else float(len(str(r["raw_output"])))
+            for r in rows if "output_chars" in r or "raw_output" in r]
 
 
 def _source(ctx: SideContext, record: dict[str, Any], notes: set[str]) -> list[float] | None:
