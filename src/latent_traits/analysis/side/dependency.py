@@ -230,14 +230,19 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
             index="relation", columns="adapter", values="text")
         view.insert(0, "n", mine.groupby("relation")["n_questions"].max())
         view = view.sort_values("n", ascending=False).head(int(o["max_relations"]))
-        above = mine[mine["ratio_low"] > 1]
+        specific = mine[mine["lift_low"] > 1]
+        expected = (1 - level) / 2 * len(mine)  # one-sided misses expected by chance alone
         result.blocks += [
-            ("h2", f"{task} ({info[task]['n_questions']} questions)"),
+            ("h3", f"{task} ({info[task]['n_questions']} questions)"),
             ("figure", name, result.figures[name],
              f"{task}: success-rate ratio adapter/base per dependency relation."),
             ("table", view, "{}"),
-            ("p", "Interval above 1: " + (", ".join(
-                f"`{r.adapter}` on {r.relation} ({r.ratio:.2f})" for r in above.itertuples()) or "none") + "."),
+            ("p", "Gaining more on questions with the relation than on all questions (lift "
+                  "interval above 1): " + (", ".join(
+                      f"`{r.adapter}` on {r.relation} (ratio {r.ratio:.2f}, lift {r.lift:.2f})"
+                      for r in specific.itertuples()) or "none")
+             + f". Of {len(mine)} (adapter, relation) intervals about {expected:.1f} would lie "
+               "above 1 by chance alone (no correction for the many relations)."),
         ]
     if notes:
         result.blocks.append(("list", notes))
@@ -248,6 +253,8 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
         "level": level, "notes": notes, "seconds": seconds,
         "above_one": {t: mine[mine["ratio_low"] > 1][["adapter", "relation"]].values.tolist()
                       for t, mine in ratios.groupby("task")},
+        "lift_above_one": {t: mine[mine["lift_low"] > 1][["adapter", "relation"]].values.tolist()
+                           for t, mine in ratios.groupby("task")},
         "below_one": {t: mine[mine["ratio_high"] < 1][["adapter", "relation"]].values.tolist()
                       for t, mine in ratios.groupby("task")},
     }

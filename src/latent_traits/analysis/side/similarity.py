@@ -27,7 +27,13 @@ from latent_traits.analysis.matrix import is_base
 from . import SideContext, SideResult
 from ._mantel import MantelResult, mantel_test
 from ._options import merged_options
-from ._semantic import INSTALL_HINT, MissingPackage, default_model, semantic_similarity
+from ._semantic import (
+    INSTALL_HINT,
+    MissingPackage,
+    default_model,
+    describe,
+    semantic_similarity,
+)
 from ._stylometry import SCALAR_FEATURES, style_similarity
 from ._texts import source_texts, target_texts
 from ._variants import source_name
@@ -180,7 +186,7 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
               f"columns: {o['n_texts']} inputs the target task was evaluated on. Style: "
               f"1/(1 + distance) of z-scored stylometric features ({', '.join(SCALAR_FEATURES)}, "
               f"and a function-word profile weighted as {o['function_word_weight']:g} feature). "
-              + (f"Semantic: mean cosine of sentence embeddings (`{semantic_model}`). "
+              + (f"Semantic: mean cosine of sentence embeddings, {describe(semantic_model)}. "
                  if semantic_model else "") + "Transfer: adapter "
               "minus base on the target" + (f", averaged over {averaged}" if averaged else "") + "."),
         ("list", [_verdict(kind, t) for kind, t in tests.items()] + notes),
