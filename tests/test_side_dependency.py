@@ -4,6 +4,7 @@ then the analysis on synthetic records over real GSM8K-style questions parsed by
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from side_records import adapter_id, context, decodes_as_png, evaluated_examples
 from latent_traits.analysis.side import dependency
 from latent_traits.analysis.side._ratios import relation_ratios
 from latent_traits.eval.records import BASE_ADAPTER_ID
+from latent_traits.io import write_jsonl
 
 N_QUESTIONS = 160
 
@@ -144,3 +146,15 @@ def test_skips_without_spacy_or_math_task(tmp_path, monkeypatch):
     assert "no math target" in dependency.run(ctx, {"tasks": ["imdb_missing"]}).skipped
     assert dependency.run(ctx, {"enabled": False}).skipped.startswith("off")
     dependency.load_parser.cache_clear()
+
+
+def test_judged_cells_use_the_verdict_and_drop_invalid_ones(tmp_path):
+    ids = [e["id"] for e in evaluated_examples("gsm8k", 4)]
+    write_cell(tmp_path, BASE_ADAPTER_ID, "gsm8k", dict.fromkeys(ids, False))
+    ctx = context(tmp_path)
+    record = ctx.records("gsm8k")[0]
+    rows = [{"id": i, "correct": False, "judge_verdict": v} for i, v in zip(ids, [True, None, False, True], strict=True)]
+    write_jsonl(Path(record["_path"]).with_name("gsm8k.predictions.jsonl"), rows)
+    assert dependency.outcomes(ctx, record) == dict.fromkeys(ids, False)
+    record["primary_metric"] = "judge_accuracy"
+    assert dependency.outcomes(ctx, record) == {ids[0]: True, ids[2]: False, ids[3]: True}
