@@ -101,7 +101,7 @@ class StepTimer:
     """Wall time and processed tokens of the timed steps (the first `warmup` steps excluded)."""
 
     def __init__(self, warmup: int, device: str = "cpu"):
-        self.warmup, self.step, self.started, self.device = warmup, 0, None, device
+        self.warmup, self.step, self.started, self.ended, self.device = warmup, 0, None, None, device
         self.real_tokens = self.padded_tokens = self.padded_batches = 0
 
     def begin(self, batch):
@@ -114,9 +114,15 @@ class StepTimer:
             self.padded_tokens += int(batch["attention_mask"].numel())
             self.padded_batches += int(batch["attention_mask"].shape[0])
 
+    def end(self):
+        """After a step's optimizer update: the timed span ends at the last one (not at the end
+        of fit, which may move the model back to the CPU)."""
+        if self.started is not None:
+            sync(self.device)
+            self.ended = time.perf_counter()
+
     def seconds(self) -> float:
-        sync(self.device)
-        return time.perf_counter() - self.started
+        return self.ended - self.started
 
 
 def run_framework(args, tokenizer, model, encoded) -> StepTimer:
@@ -134,6 +140,9 @@ def run_framework(args, tokenizer, model, encoded) -> StepTimer:
     class Timing(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             timer.begin(batch)
+
+        def on_train_batch_end(self, *args):
+            timer.end()
 
     module = LoRAFineTuner(model, lora_config(args), {"lr": 1e-4, "warmup_steps": 0, "scheduler": "constant"},
                            gradient_checkpointing=args.gradient_checkpointing, fused_loss=args.fused_loss)
@@ -154,7 +163,7 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
     import tempfile
 
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     timer = StepTimer(args.warmup, args.device)
     if args.gradient_checkpointing:
@@ -162,6 +171,10 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_config(args)))
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+    class StepEnd(TrainerCallback):
+        def on_step_end(self, *args, **kwargs):
+            timer.end()
 
     class TimedTrainer(Trainer):
         def training_step(self, model, inputs, *rest, **kw):
@@ -176,7 +189,8 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
             report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
             dataloader_num_workers=0, seed=0, remove_unused_columns=False,
         )
-        TimedTrainer(model=peft_model, args=targs, train_dataset=encoded, data_collator=collator).train()
+        TimedTrainer(model=peft_model, args=targs, train_dataset=encoded, data_collator=collator,
+                     callbacks=[StepEnd()]).train()
     return timer
 
 

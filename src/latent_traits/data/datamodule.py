@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -12,6 +13,7 @@ from latent_traits.data.prompts import format_prompt, truncate_input
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 
+log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 # full: prompt + answer (the authors); response: answer + eos; label: the label (classification)
 # or the final answer's tokens (generation) only; all_but_label: everything except those tokens
@@ -22,6 +24,36 @@ def encode_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | 
     """Prompt token ids; shared by training and evaluation so both see identical tokens."""
     prompt = format_prompt(spec, truncate_input(text, tokenizer, max_input_tokens))
     return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+
+
+def encode_prompts_within(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_input_tokens: int | None,
+                          context: int | None, reserve: int) -> list[list[int]]:
+    """Prompt ids for evaluation. A prompt that would leave fewer than `reserve` tokens of the model's
+    context for the answer has its input (never the instruction or cue) cut further, with a logged
+    warning that counts them; data.max_input_tokens chooses the cut for every prompt instead."""
+    prompts = [encode_prompt(spec, e["input"], tokenizer, max_input_tokens) for e in examples]
+    limit = (context or 0) - reserve
+    n_cut = 0
+    for i, ids in enumerate(prompts):
+        if not context or len(ids) <= limit:
+            continue
+        n_input = len(tokenizer(examples[i]["input"], add_special_tokens=False)["input_ids"])
+        keep, overflow = min(n_input, max_input_tokens or n_input) - (len(ids) - limit), len(ids) - limit
+        while overflow > 0 and keep > 0:  # re-tokenising the cut text can shift a token or so
+            ids = encode_prompt(spec, examples[i]["input"], tokenizer, keep)
+            overflow = len(ids) - limit
+            keep -= max(overflow, 0)
+        if overflow > 0:
+            raise LatentTraitsError(
+                f"task {spec.name!r}: its instruction and cue alone leave no room in the model's context "
+                f"({context} tokens) for {reserve} answer tokens; shorten the instruction or lower "
+                "eval.decoding.max_new_tokens_cap")
+        prompts[i], n_cut = ids, n_cut + 1
+    if n_cut:
+        log.warning("task %s: %d of %d prompts were longer than the model's context (%d tokens) minus %d "
+                    "for the answer; their inputs were cut to fit (data.max_input_tokens sets the cut)",
+                    spec.name, n_cut, len(prompts), context, reserve)
+    return prompts
 
 
 def encode_target(target: str, tokenizer) -> list[int]:
@@ -117,6 +149,13 @@ class SeededBatchSampler(Sampler[list[int]]):
         self.group_by_length = group_by_length
         self.epoch, self.consumed, self._skip = 0, 0, 0
         self._started = False
+        self.num_replicas, self.rank = 1, 0
+
+    def shard(self, num_replicas: int, rank: int) -> None:
+        """Under DDP/FSDP: rank r takes batches r, r + n, ... of each epoch's seeded order (the
+        remainder that would leave ranks uneven is dropped), so the ranks together see what one
+        process would, batch_size x n examples a step."""
+        self.num_replicas, self.rank = num_replicas, rank
 
     def batches_for_epoch(self, epoch: int) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -131,7 +170,10 @@ class SeededBatchSampler(Sampler[list[int]]):
         return batches
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return ((len(self.lengths) + self.batch_size - 1) // self.batch_size) // self.num_replicas
+
+    def rank_batches(self, epoch: int) -> list[list[int]]:
+        return self.batches_for_epoch(epoch)[self.rank::self.num_replicas][:len(self)]
 
     def __iter__(self):
         if self._started:  # a fresh pass: the next epoch
@@ -139,7 +181,7 @@ class SeededBatchSampler(Sampler[list[int]]):
         self._started = True
         skip, self._skip = self._skip, 0
         self.consumed = skip
-        yield from self.batches_for_epoch(self.epoch)[skip:]
+        yield from self.rank_batches(self.epoch)[skip:]
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "consumed": self.consumed}
@@ -172,6 +214,12 @@ class SourceDataModule(L.LightningDataModule):
             encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
             for e in examples
         ]
+        n_cut = sum(len(encode_prompt(spec, e["input"], tokenizer, max_input_tokens))
+                    + len(encode_target(e["target"], tokenizer)) > max_length for e in examples)
+        if n_cut:
+            log.warning("%s: %d of %d training examples were longer than data.max_length=%d tokens; their "
+                        "inputs were shortened to fit (the instruction, cue and answer are kept)",
+                        spec.name, n_cut, len(examples), max_length)
         if packing:
             self.encoded = pack_examples(self.encoded, max_length)
         self.sampler = SeededBatchSampler([len(e["input_ids"]) for e in self.encoded], batch_size,
@@ -183,6 +231,8 @@ class SourceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         pad_id = self.tokenizer.pad_token_id
+        if self.trainer is not None:  # Lightning's DistributedSampler is off: shard the batches here
+            self.sampler.shard(self.trainer.world_size, self.trainer.global_rank)
         return ResumableDataLoader(
             self.encoded, batch_sampler=self.sampler,
             collate_fn=lambda batch: collate_right_padded(batch, pad_id), num_workers=self.num_workers,

@@ -84,6 +84,17 @@ class LoRAFineTuner(L.LightningModule):
         self.log("train/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True)
         return loss
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Lightning's FSDP precision plugin refuses norm clipping; the FSDP module clips its
+        sharded gradients by their global norm itself."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if (gradient_clip_val and gradient_clip_algorithm in (None, "norm")
+                and isinstance(self.trainer.strategy, FSDPStrategy)):
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trainable (LoRA) tensors: a checkpoint never holds frozen base weights."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
