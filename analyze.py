@@ -6,6 +6,7 @@ python analyze.py analysis.source=wandb analysis.wandb.project=latent-traits ana
 """
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from latent_traits.analysis.run import AnalysisOptions, run_analysis
 from latent_traits.analysis.wandb_log import log_report
 from latent_traits.errors import exit_on_user_error
+from latent_traits.preflight import preflight
 
 log = logging.getLogger("analyze")
 
@@ -33,4 +35,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(Path(__file__).with_name("conf"))  # YAML syntax, unknown group options
     main()

@@ -1,11 +1,14 @@
 """Evaluate the base model and every trained adapter on every target task: python evaluate.py"""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 import latent_traits.config  # noqa: F401  (registers the config resolvers)
 from latent_traits.errors import exit_on_user_error
 from latent_traits.eval.runner import evaluate_all
+from latent_traits.preflight import preflight
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -15,4 +18,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(Path(__file__).with_name("conf"))  # YAML syntax, unknown group options
     main()

@@ -1,10 +1,13 @@
 """Train one LoRA adapter per job: python train.py -m source_dataset=imdb,goat,gsm8k"""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 import latent_traits.config  # noqa: F401  (registers the config resolvers)
 from latent_traits.errors import exit_on_user_error
+from latent_traits.preflight import preflight
 from latent_traits.train.jobs import run_training_job
 
 
@@ -15,4 +18,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(Path(__file__).with_name("conf"))  # YAML syntax, unknown group options
     main()

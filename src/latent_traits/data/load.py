@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from latent_traits.data.labels import check_labels, normalise_all
 from latent_traits.data.offline import load_offline
 from latent_traits.data.spec import TaskSpec
 from latent_traits.data.transforms import apply_transforms
@@ -40,31 +42,6 @@ def pick_split(examples: list[dict[str, Any]], split: str, test_fraction: float)
         if in_test_split(key, test_fraction) == (split == "test"):
             chosen.append(example)
     return chosen
-
-
-def normalise(spec: TaskSpec, raw: dict[str, Any]) -> dict[str, Any]:
-    """Verbalise the raw label (spec.label_map) and fill `target` from it for classification."""
-    example = dict(raw)
-    if spec.is_classification:
-        label = str(example.get("label", example.get("target", ""))).strip()
-        if spec.label_map:
-            label = spec.label_map.get(label, label)
-        example["label"] = label
-        example["target"] = label
-    elif "answer" not in example:
-        example["answer"] = None
-    return example
-
-
-def check_labels(spec: TaskSpec, examples: list[dict[str, Any]], origin: str) -> None:
-    if not spec.is_classification:
-        return
-    bad = Counter(e["label"] for e in examples if e["label"] not in spec.labels)
-    if bad:
-        raise LatentTraitsError(
-            f"{origin}: labels outside the label set {list(spec.labels)} of task {spec.name!r}: "
-            f"{dict(bad.most_common(10))} ({sum(bad.values())} examples)"
-        )
 
 
 def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str, *, id_prefix: str,
@@ -132,11 +109,24 @@ def hub_split_is_shared(spec: TaskSpec) -> bool:
     return splits.get("train", "train") == splits.get("test", "test")
 
 
+def read_utf8(path: Path) -> str:
+    """A text file's content; bytes that are not UTF-8 are an error naming the line and the fix.
+    A leading byte-order mark (as spreadsheet programs write) is dropped."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise LatentTraitsError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); save the "
+            f"file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`") from None
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of a jsonl, csv or parquet file; a malformed line names the file and line."""
     if path.suffix == ".jsonl":
         rows = []
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for line_no, line in enumerate(read_utf8(path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -148,7 +138,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             rows.append(row)
         return rows
     if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with io.StringIO(read_utf8(path), newline="") as f:
             reader = csv.DictReader(f)
             rows = []
             try:
@@ -271,7 +261,7 @@ def load_examples(
         raise LatentTraitsError(
             f"task {spec.name!r}: split {split!r} from {origin} is empty (test_fraction={test_fraction}); "
             "check the split settings or the file")
-    examples = [normalise(spec, e) for e in examples]
+    examples = normalise_all(spec, examples, origin)
     check_labels(spec, examples, origin)
     examples, transform_report = apply_transforms(
         examples, list(spec.labels) if spec.is_classification else None, transforms, n, seed)
