@@ -116,3 +116,24 @@ def test_rerun_commands_narrow_the_job_to_one_cell():
     base = cell_command(job, "base", "goat", is_base=True)
     assert base.endswith("'target_task=[goat]' 'eval.adapters=[]' eval.include_base=true +eval.allow_base_only=true")
     assert cell_command(None, "base", "goat", is_base=True) is None  # called from Python, not a command
+
+
+
+def raising(err: Exception):
+    def train_adapter(cfg):
+        raise err
+    return train_adapter
+
+
+def test_an_output_error_stops_a_sweep_where_other_errors_do_not(tmp_path, monkeypatch):
+    from conftest import compose_config
+
+    from latent_traits.train import jobs
+
+    cfg = compose_config("train", ["model=tiny_llama", "logger=none"], artifacts=tmp_path)
+    monkeypatch.setattr(jobs, "in_multirun", lambda: True)
+    monkeypatch.setattr(jobs, "train_adapter", raising(OutputWriteError("cannot write x: the disk is full")))
+    with pytest.raises(OutputWriteError):  # every later job of the sweep would fail the same way
+        jobs.run_training_job(cfg)
+    monkeypatch.setattr(jobs, "train_adapter", raising(ValueError("bad data")))
+    assert jobs.run_training_job(cfg) is None  # recorded as failed; the sweep goes on
