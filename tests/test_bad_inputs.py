@@ -42,6 +42,10 @@ CONFIG_CASES = [  # (case, entry point, overrides, the message must match)
     ("temperature_zero", "evaluate", ["eval.decoding.temperature=0"], r"temperature=0: must be a number > 0"),
     ("top_p_above_one", "evaluate", ["eval.decoding.top_p=1.5"], r"top_p=1\.5: must be a number > 0 and <= 1"),
     ("unknown_code_execution", "evaluate", ["eval.code_execution=yes"], r"eval\.code_execution=yes: must be one of off, sandboxed"),
+    ("analysis_components_negative", "analyze", ["analysis.n_components=-2"],
+     r"analysis\.n_components=-2: must be an integer >= 1 \(or null\)"),
+    ("bootstrap_resamples_text", "analyze", ["analysis.bootstrap.n_resamples=abc"],
+     r"analysis\.bootstrap\.n_resamples=abc: must be an integer >= 0, e\.g\. analysis\.bootstrap\.n_resamples=1000"),
     ("secret_in_config", "evaluate", ["judge=openai", "+judge.api_key=sk-a-real-looking-key-123456"],
      r"judge\.api_key: a config must not hold a secret.*api_key_env"),
 ]

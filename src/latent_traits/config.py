@@ -68,6 +68,7 @@ class Rule:
     below: float | None = None     # exclusive upper bound
     nullable: bool = False
     choices: tuple[str, ...] = ()
+    required: bool = True         # False: checked only where the composed config has the key
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -121,7 +122,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "eval.decoding.do_sample": Rule("bool", False), "eval.decoding.temperature": Rule("number", 0.7, above=0),
         "eval.decoding.top_p": Rule("number", 0.95, above=0, high=1), "eval.decoding.max_new_tokens_cap": _int(96, 1, nullable=True),
     },
-    "analyze": {},
+    "analyze": {  # the analysis group's files may change: check what is there
+        "analysis.n_components": _int(2, 1, nullable=True, required=False),
+        "analysis.bootstrap.n_resamples": _int(1000, 0, required=False),
+        "analysis.bootstrap.seed": _int(0, 0, required=False),
+        "analysis.transfer.k": _int(2, 1, nullable=True, required=False),
+    },
 }
 
 
@@ -137,6 +143,8 @@ def check_config(cfg: Any) -> None:
             value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
         except MissingMandatoryValue:
             value = _ABSENT
+        if value is _ABSENT and not rule.required:
+            continue
         if value is _ABSENT:
             raise LatentTraitsError(
                 f"{key} is missing from the config (deleted with ~{key}, or a config file lacks it): put it "
