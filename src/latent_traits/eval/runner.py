@@ -35,7 +35,7 @@ from latent_traits.io import (
     write_json,
     write_jsonl,
 )
-from latent_traits.model.factory import load_tokenizer_and_model
+from latent_traits.model.factory import load_tokenizer_and_model, resolve_device
 from latent_traits.redact import redact
 from latent_traits.rerun import CELL_SELECTION, cell_command, task_overrides
 from latent_traits.train.run import TRAIN_RESULT
@@ -261,6 +261,8 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
     if "resident" not in state:
         tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
         check_against_model(cfg, base_model)
+        if not cfg.model.get("quantization"):  # a k-bit model is placed on its GPU when loaded
+            base_model.to(resolve_device(cfg.eval.get("device", "auto")))
         base_model.eval()
         tokenizer.padding_side = "left"
         state["tokenizer"], state["resident"] = tokenizer, ResidentModel(base_model)
