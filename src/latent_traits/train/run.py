@@ -177,7 +177,8 @@ def train_result(cfg, spec, settings, settings_hash, data_provenance, module, tr
         "trainable_parameters": trainable,
         "total_parameters": total,
         "steps": int(trainer.global_step),
-        "tokens_seen": module.tokens_seen,
+        "world_size": int(trainer.world_size),  # DDP/FSDP ranks: each step saw batch_size x this
+        "tokens_seen": module.tokens_seen,  # on this rank (rank 0 writes the result)
         "final_loss": module.last_loss,
         "wall_time_s": round(wall_time, 2),
         "tokens_per_s": round(module.tokens_seen / max(wall_time, 1e-9), 1),
