@@ -10,6 +10,7 @@ import torch
 
 from latent_traits.eval.decoding import (
     LabelScores,
+    StopOnText,
     constrained_choice,
     cut_at_stop,
     generate,
@@ -191,6 +192,24 @@ def test_generate_is_greedy_and_cut_at_stop(tok_model):
     assert cut_at_stop("42\nmore\n\nrest", ["\n\n"]) == "42\nmore"
     assert cut_at_stop("42\nmore\n\nrest", ["\n\n", "\n"]) == "42"
     assert cut_at_stop("no stop here", ["###"]) == "no stop here"
+
+
+def test_stop_on_text_catches_a_stop_spelt_over_several_tokens(tok_model):
+    """'\n\n' is one token, but a model may write it as '\n' '\n': that row stops too; a stop in
+    the prompt or one not yet complete does not stop a row."""
+    tokenizer, _ = tok_model
+    enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    newline, double = enc("\n"), enc("\n\n")
+    assert len(newline) == 1 and len(double) == 1  # the case the criterion exists for
+    prompt = enc("Q: a\n\nb\nAnswer:\n")
+    generated = [enc("42") + newline + newline, enc("42") + newline + enc("7"), enc("42") + double + enc("7"),
+                 enc("42") + enc(" x") + enc("7")]
+    assert len({len(g) for g in generated}) == 1  # generate() grows every row by one token a step
+    ids = torch.tensor([prompt + g for g in generated])
+    stop = StopOnText(tokenizer, ["\n\n"], prompt_length=len(prompt))
+    assert stop(ids).tolist() == [True, False, True, False]
+    # with a prompt-only window nothing stops, though the prompt holds the stop string
+    assert StopOnText(tokenizer, ["\n\n"], prompt_length=ids.shape[1])(ids).tolist() == [False] * 4
 
 
 def test_left_pad_positions():
