@@ -95,3 +95,17 @@ def test_default_analyze_config_selects_every_side_analysis():
                for n in ORDER)
     assert list(AnalysisOptions.from_config(compose_config("analyze", ["analysis=[pca,lengths]"]).analysis).side) == ["lengths"]
     assert AnalysisOptions.from_config(compose_config("analyze", ["analysis=pca"]).analysis).side == {}
+
+
+def test_biplot_renders_when_no_adapter_moves_on_a_component():
+    """Found on a real 4-adapter run whose second component had all-zero projections: the
+    task labels fell outside the axes and broke matplotlib's text rasteriser."""
+    import pandas as pd
+    from side_helpers import decodes
+
+    from latent_traits.analysis.figures import biplot_png
+
+    projections = pd.DataFrame([[-0.1875, 0.0, 0.0], [0.0625, 0.0, 0.0], [0.0625, 0.0, 0.0]],
+                               columns=["PC0", "PC1", "PC2"], index=["a", "b", "c"])
+    loadings = pd.DataFrame(np.eye(3, 4), index=["PC0", "PC1", "PC2"], columns=list("wxyz"))
+    assert min(decodes(biplot_png(projections, loadings, ["t0", "t1", "t2"]))) > 100

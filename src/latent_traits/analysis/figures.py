@@ -124,8 +124,12 @@ def biplot_png(projections: pd.DataFrame, loadings: pd.DataFrame,
         arrows = np.column_stack([arrows[:, 0], np.zeros(len(arrows))])
     # each axis scaled so the arrows span the points' range on it (components' variances
     # differ by orders of magnitude; one shared scale would hide the second axis' arrows)
-    spread = np.maximum(np.abs(xy).max(axis=0), 1e-12) if xy.size else np.ones(2)
+    spread = np.abs(xy).max(axis=0) if xy.size else np.ones(2)
+    spread = np.where(spread > 1e-9, spread, 1.0)  # no adapter moves on an axis: unit arrows
     scale = 0.9 * spread / np.maximum(np.abs(arrows).max(axis=0), 1e-12)
+    # the axes hold the arrows and their labels too (annotations do not widen the limits; a
+    # label far outside them, as when no adapter moves on an axis, breaks the text rasteriser)
+    ax.update_datalim(1.1 * arrows * scale)
     for (dx, dy), task in zip(arrows * scale, loadings.columns, strict=True):
         ax.annotate("", xy=(dx, dy), xytext=(0, 0), annotation_clip=False,
                     arrowprops={"arrowstyle": "->", "color": "tab:red", "alpha": 0.7})

@@ -25,7 +25,8 @@ from ._stats import describe, finite_or_none, permutation_spearman
 
 NAME = "lengths"
 TITLE = "Length proclivity"
-KINDS = ("source", "adapter", "base", "reference")
+REFERENCE_MODES = ("examples", "predictions")
+MIN_BANDWIDTH = 0.04  # decades of length
 COLOURS = {"source": "tab:green", "adapter": "tab:red", "base": "tab:gray", "reference": "tab:blue"}
 
 
@@ -81,17 +82,23 @@ def _references(ctx: SideContext, record: dict[str, Any], mode: str, notes: set[
 
 
 def _kde(ax, values: list[float], kind: str) -> None:
+    """The KDE of log10(1 + length), scaled to peak 1 so that a near-constant distribution
+    (class labels as training targets) does not flatten the others; bandwidth >= 0.04 decades."""
     u = log_lengths(values)
     if u.size >= 2 and np.ptp(u) > 1e-9:
+        kde = gaussian_kde(u)
+        if kde.factor * u.std(ddof=1) < MIN_BANDWIDTH:
+            kde.set_bandwidth(MIN_BANDWIDTH / u.std(ddof=1))
         grid_u = np.linspace(u.min() - 0.3, u.max() + 0.3, 120)
-        ax.plot(grid_u, gaussian_kde(u)(grid_u), color=COLOURS[kind], label=kind)
+        density = kde(grid_u)
+        ax.plot(grid_u, density / density.max(), color=COLOURS[kind], label=kind)
     elif u.size:  # one distinct length: a line where it sits
         ax.axvline(float(u[0]), color=COLOURS[kind], label=kind)
 
 
 def _decade_ticks(ax, low: float, high: float) -> None:
-    """A log axis drawn on log10 values (matplotlib's log scale is several times slower to
-    render on a grid of dozens of panels): ticks at 1, 10, 100, ... characters."""
+    """A log axis drawn on log10(1 + length) values (matplotlib's log scale is several times
+    slower to render on a grid of dozens of panels): ticks at 1 + length = 1, 10, 100, ..."""
     ticks = list(range(int(np.floor(low)), int(np.ceil(high)) + 1))
     ax.set_xticks(ticks, [f"{10 ** t:,}" if t < 4 else f"1e{t}" for t in ticks])
     ax.set_xlim(low - 0.2, high + 0.2)
@@ -102,7 +109,8 @@ def figure(curves: dict[tuple[str, str], dict[str, list[float] | None]], adapter
     every = [log_lengths(v) for dists in curves.values() for v in dists.values() if v]
     low = min(float(u.min()) for u in every) if every else 0.0
     high = max(float(u.max()) for u in every) if every else 3.0
-    fig, axes = grid(len(adapters), len(tasks), title="Character lengths (KDE of log10(1 + length))")
+    fig, axes = grid(len(adapters), len(tasks),
+                     title="Character lengths (KDE of log10(1 + length), each scaled to peak 1)")
     for i, adapter in enumerate(adapters):
         for j, task in enumerate(tasks):
             ax = axes[i, j]
@@ -113,7 +121,7 @@ def figure(curves: dict[tuple[str, str], dict[str, list[float] | None]], adapter
             ax.set_title(f"{short(adapter)} → {task}", fontsize=8)
             ax.tick_params(labelsize=7)
             if i == len(adapters) - 1:
-                ax.set_xlabel("characters (log axis)", fontsize=8)
+                ax.set_xlabel("1 + characters (log axis)", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8)
@@ -129,6 +137,8 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
                           else "no adapter rows")
         return result
     mode = str(options.get("references", "examples"))
+    if mode not in REFERENCE_MODES:
+        raise ValueError(f"analysis.lengths.references={mode!r} is not one of {', '.join(REFERENCE_MODES)}")
     delta = ctx.analysis.delta
     notes: set[str] = set()
     curves, stats, cells = {}, [], []
@@ -193,10 +203,11 @@ def _blocks(result: SideResult, test: dict[str, Any], cells: pd.DataFrame,
               "adapter's median log length lies between the base's (0) and its source data's (1)."),
         ("p", _verdict(test)),
         ("figure", "lengths_kde.png", result.figures["lengths_kde.png"],
-         "Length distributions on a log axis (green source, red adapter, grey base, blue references)."),
-        ("table", cells.drop(columns=[]), "{:+.3f}"),
+         "Length distributions on a log axis, each KDE scaled to peak 1 (green source, red "
+         "adapter, grey base, blue references)."),
+        ("table", cells, "{:+.3f}"),
         ("h3", "Length summaries (characters)"),
-        ("table", stats.reset_index().set_index("adapter"), "{:.1f}"),
+        ("table", stats, "{:.1f}"),
     ]
     if notes:
         b += [("list", notes)]
