@@ -191,6 +191,9 @@ def test_asymmetry_finds_the_planted_pair_and_none_without_it(tmp_path, planted)
         assert result.summary["significant_pairs"] == []
     matrix = result.tables["asymmetry_matrix.csv"]
     assert list(matrix.index) == list(matrix.columns) == ["imdb", "paws", "pile"]
+    off_diagonal = matrix.to_numpy()[~np.eye(3, dtype=bool)]
+    types = result.tables["asymmetry_types.csv"]
+    assert types.loc["classification", "classification"] == pytest.approx(off_diagonal.mean())
     assert min(decodes(result.figures["asymmetry_matrix.png"])) > 100
 
 

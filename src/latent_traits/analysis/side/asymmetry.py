@@ -102,7 +102,9 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
     s = values.to_numpy()
     energy = float(np.nansum(s[off] ** 2))
     index = float(np.nansum(((s - s.T) / 2)[off] ** 2) / energy) if energy > 0 else math.nan
-    result.tables = {"asymmetry_matrix.csv": values, "asymmetry_pairs.csv": table}
+    by_type = type_blocks(ctx, values)
+    result.tables = {"asymmetry_matrix.csv": values, "asymmetry_pairs.csv": table,
+                     "asymmetry_types.csv": by_type}
     result.figures = {"asymmetry_matrix.png": _figure(values)}
     result.summary = {"datasets": {k: v for k, v in datasets.items()},
                       "asymmetry_index": finite_or_none(index), "significant_pairs": significant,
@@ -119,8 +121,22 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
         ("table", table.head(top_k), "{:+.3f}"),
         ("list", [f"{d}: {', '.join(rows)}" for d, rows in datasets.items() if len(rows) > 1]
          or ["one adapter per dataset"]),
+        ("p", "Mean off-diagonal S by task type, source type (rows) to target type (columns), "
+              "e.g. whether classification helps generation (math) while generation hurts "
+              "classification:"),
+        ("table", by_type, "{:+.3f}"),
     ]
     return result
+
+
+def type_blocks(ctx: SideContext, values: pd.DataFrame) -> pd.DataFrame:
+    """Mean off-diagonal S[i, j] per (type of dataset i, type of dataset j)."""
+    types = {name: ctx.task_type(name) or "?" for name in values.index}
+    cells = [(types[i], types[j], values.loc[i, j]) for i in values.index for j in values.columns
+             if i != j]
+    frame = pd.DataFrame(cells, columns=["source type", "target type", "s"])
+    table = frame.pivot_table(index="source type", columns="target type", values="s", aggfunc="mean")
+    return table.rename_axis(index="source type", columns="target type")
 
 
 def _index_text(index: float) -> str:
