@@ -16,7 +16,7 @@ Four adapters of the embedded model are needed: trained once with a tiny budget 
 (`python train.py -m source_dataset=imdb,amazon,goat,gsm8k trainer.max_steps=8 logger=none
 paths.artifacts_dir=artifacts/bench`). Needs `pip install -e '.[bench]'` (lm-eval==0.4.13).
 
-    python bench/eval_throughput.py [--n 32] [--repeats 2] [--cap 96] [--methods framework,reload,lm_eval]
+    python bench/eval_throughput.py [--n 32] [--repeats 2] [--cap 96] [--threads 1] [--methods framework,reload,lm_eval]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ MODEL = "smollm2_135m"
 TASKS = ["imdb", "amazon", "goat", "gsm8k"]
 METHODS = ("framework", "reload", "lm_eval")
 SOURCES = "imdb,amazon,goat,gsm8k"
+THREADS_ENV: dict[str, str] = {}  # set from --threads: the same for every method
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
 
@@ -96,13 +97,15 @@ def measured(command: list[str], log: Path) -> dict:
     with log.open("w") as out:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **OFFLINE_ENV})
+                                   env={**os.environ, **OFFLINE_ENV, **THREADS_ENV})
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed ({process.returncode}); see {log}")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    figures = {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    log.with_suffix(".figures.json").write_text(json.dumps(figures))  # kept even if a later step fails
+    return figures
 
 
 def run_framework(args, adapter_ids, out: Path) -> dict:
@@ -183,6 +186,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cap", type=int, default=96, help="eval.decoding.max_new_tokens_cap")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads of every method (OMP_NUM_THREADS); on a shared 2-core machine "
+                             "two spinning OpenMP threads make each forward pass many times slower than one")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--artifacts", default=str(REPO / "artifacts" / "bench"))
     parser.add_argument("--worker-reload", default=None, help=argparse.SUPPRESS)
@@ -190,6 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker_reload:
         return worker_reload(args)
+    THREADS_ENV.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
 
     from lm_eval_tasks import read_predictions, write_tasks
 
@@ -239,6 +246,7 @@ def report(results: list[dict], args, run_root: Path) -> None:
 
     reference = next(r["predictions"] for r in results if r["method"] == "framework")
     summary = {"n": args.n, "batch_size": args.batch_size, "cap": args.cap, "repeats": args.repeats,
+               "threads": args.threads,
                "run_dir": str(run_root), "methods": {}}
     for method in dict.fromkeys(r["method"] for r in results):
         mine = [r for r in results if r["method"] == method]

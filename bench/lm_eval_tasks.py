@@ -67,8 +67,9 @@ def read_predictions(output_dir: Path, labels: dict[str, list[str] | None]) -> d
         if not files:
             raise FileNotFoundError(f"no lm-eval sample log for {task_name(task)} under {output_dir}")
         predictions = {}
-        for line in files[-1].read_text().splitlines():
-            sample = json.loads(line)
+        with files[-1].open() as f:  # by "\n" only: outputs may hold other line separators
+            samples = [json.loads(line) for line in f if line.strip()]
+        for sample in samples:
             response = sample["filtered_resps"]
             if task_labels:  # [[loglik, is_greedy], ...] per choice
                 scores = [float(r[0]) for r in response]
