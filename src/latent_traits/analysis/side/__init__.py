@@ -57,7 +57,8 @@ class SideContext:
     data_source: str = "offline"  # where source/target examples are re-read from (offline|hub|local)
     local_path: str | None = None
     _source_cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
-    _target_cache: dict[str, dict[str, str] | None] = field(default_factory=dict, repr=False)
+    _task_cache: dict[tuple, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _unreadable_tasks: set[str] = field(default_factory=set, repr=False)
 
     def adapters(self) -> list[str]:
         """The adapter rows of the matrix (base excluded), in matrix order."""
@@ -109,26 +110,18 @@ class SideContext:
         """{example id: reference target text} of the cell's evaluation examples, re-read from
         the task's data as the record names it (the predictions' `reference` of a numeric task
         is only the final number). None when the task's data cannot be re-read here."""
-        task, data = record["task"]["name"], record.get("data") or {}
-        kind, _, where = str(data.get("source", "")).partition(":")
-        key = f"{task}|{data.get('source')}|{data.get('split')}"
-        if key not in self._target_cache:
-            try:
-                from latent_traits.data.catalog import load_task_spec
+        from ._texts import task_examples_by_id  # _texts builds on this module
 
-                spec = _outside_hydra(lambda: load_task_spec(task))
-                split = data.get("split", "test")
-                # every example of the split's pool: the ids pick the cell's examples below
-                examples, _ = load_examples(
-                    spec, split=split, source=kind if kind in ("offline", "hub", "local")
-                    else self.data_source, local_path=where if kind == "local" else self.local_path,
-                    test_fraction=1.0 if split == "test" else 0.0)
-                self._target_cache[key] = {str(e["id"]): str(e.get("target") or "")
-                                           for e in examples}
-            except Exception as error:  # noqa: BLE001 - the caller falls back to predictions
-                log.warning("Reference texts of %s not re-read (%s)", task, error)
-                self._target_cache[key] = None
-        return self._target_cache[key]
+        task = record["task"]["name"]
+        if task in self._unreadable_tasks:  # tried once already: no second attempt or warning
+            return None
+        try:
+            by_id = task_examples_by_id(self, record)
+        except Exception as error:  # noqa: BLE001 - the caller falls back to predictions
+            log.warning("Reference texts of %s not re-read (%s)", task, error)
+            self._unreadable_tasks.add(task)
+            return None
+        return {i: str(e.get("target") or "") for i, e in by_id.items()}
 
 
 def _outside_hydra(call: Callable[[], Any]) -> Any:

@@ -24,28 +24,25 @@ def record_source(ctx: SideContext, record: dict[str, Any]) -> tuple[str, str | 
     return kind, ctx.local_path
 
 
-def task_examples_by_id(ctx: SideContext, record: dict[str, Any],
-                        cache: dict[tuple, dict[str, dict]] | None = None) -> dict[str, dict[str, Any]]:
+def task_examples_by_id(ctx: SideContext, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every example of the cell's task and split that evaluation could have drawn, by id: the
     whole split before subsampling, and for sources split by a stable hash of the id (offline
     pools, shared hub splits, single local files) the whole pool, so that no evaluated id is
-    missed whatever data.test_fraction evaluation ran with."""
+    missed whatever data.test_fraction evaluation ran with. Read once per context."""
     name = record["task"]["name"]
     split = (record.get("data") or {}).get("split", "test")
     source, local_path = record_source(ctx, record)
     key = (name, split, source, local_path)
-    if cache is not None and key in cache:
-        return cache[key]
+    if key in ctx._task_cache:
+        return ctx._task_cache[key]
     if name not in task_names():
         raise LatentTraitsError(
             f"target task {name!r} has no conf/tasks/{name}.yaml here, so its questions cannot be "
             "re-read; run the analysis from the repository that evaluated it")
     examples, _ = load_examples(_outside_hydra(lambda: load_task_spec(name)), split=split, n=None, source=source,
                                 local_path=local_path, test_fraction=1.0 if split == "test" else 0.0)
-    by_id = {str(e["id"]): e for e in examples}
-    if cache is not None:
-        cache[key] = by_id
-    return by_id
+    ctx._task_cache[key] = {str(e["id"]): e for e in examples}
+    return ctx._task_cache[key]
 
 
 def sample(texts: list[str], n: int, seed: int) -> list[str]:
@@ -56,13 +53,12 @@ def sample(texts: list[str], n: int, seed: int) -> list[str]:
     return [texts[i] for i in sorted(chosen)]
 
 
-def target_texts(ctx: SideContext, record: dict[str, Any], n: int, seed: int,
-                 cache: dict | None = None) -> list[str]:
+def target_texts(ctx: SideContext, record: dict[str, Any], n: int, seed: int) -> list[str]:
     """Inputs of the examples the cell evaluated (its predictions file's ids), n of them; without
     a predictions file, n of the task's test split as evaluation draws it by default."""
     rows = ctx.predictions(record)
     if rows:
-        by_id = task_examples_by_id(ctx, record, cache)
+        by_id = task_examples_by_id(ctx, record)
         ids = [str(row["id"]) for row in rows if str(row.get("id")) in by_id]
         if ids:
             return sample([by_id[i]["input"] for i in ids], n, seed)

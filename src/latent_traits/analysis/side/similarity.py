@@ -70,13 +70,12 @@ def paired_datasets(ctx: SideContext, aliases: Mapping[str, str]
 
 def _texts(ctx: SideContext, members: dict[str, list[str]], n: int, seed: int):
     rows, columns, origins = {}, {}, {}
-    cache: dict = {}
     for dataset, adapters in members.items():
         record = next(r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == adapters[0])
         rows[dataset], origins[dataset] = source_texts(ctx, record, n, seed)
         target = next((r for r in ctx.records(dataset) if is_base(r.get("_row", r["adapter"]["id"]))),
                       ctx.records(dataset)[0])
-        columns[dataset] = target_texts(ctx, target, n, seed, cache)
+        columns[dataset] = target_texts(ctx, target, n, seed)
     return rows, columns, origins
 
 
