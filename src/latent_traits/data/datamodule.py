@@ -26,6 +26,22 @@ def encode_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | 
     return tokenizer(prompt, add_special_tokens=True)["input_ids"]
 
 
+def fit_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | None, room: int) -> list[int]:
+    """The prompt's ids, its input (never the instruction or cue) cut further until the prompt
+    fits `room` tokens; longer than `room` only when the instruction and cue alone are."""
+    ids = encode_prompt(spec, text, tokenizer, max_input_tokens)
+    overflow = len(ids) - room
+    if overflow <= 0:
+        return ids
+    n_input = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    keep = min(n_input, max_input_tokens or n_input) - overflow
+    while overflow > 0 and keep > 0:  # re-tokenising the cut text can shift a token or so
+        ids = encode_prompt(spec, text, tokenizer, keep)
+        overflow = len(ids) - room
+        keep -= overflow
+    return ids
+
+
 def encode_prompts_within(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_input_tokens: int | None,
                           context: int | None, reserve: int) -> list[list[int]]:
     """Prompt ids for evaluation. A prompt that would leave fewer than `reserve` tokens of the model's
@@ -37,13 +53,8 @@ def encode_prompts_within(spec: TaskSpec, examples: list[dict[str, Any]], tokeni
     for i, ids in enumerate(prompts):
         if not context or len(ids) <= limit:
             continue
-        n_input = len(tokenizer(examples[i]["input"], add_special_tokens=False)["input_ids"])
-        keep, overflow = min(n_input, max_input_tokens or n_input) - (len(ids) - limit), len(ids) - limit
-        while overflow > 0 and keep > 0:  # re-tokenising the cut text can shift a token or so
-            ids = encode_prompt(spec, examples[i]["input"], tokenizer, keep)
-            overflow = len(ids) - limit
-            keep -= max(overflow, 0)
-        if overflow > 0:
+        ids = fit_prompt(spec, examples[i]["input"], tokenizer, max_input_tokens, limit)
+        if len(ids) > limit:
             raise LatentTraitsError(
                 f"task {spec.name!r}: its instruction and cue alone leave no room in the model's context "
                 f"({context} tokens) for {reserve} answer tokens; shorten the instruction or lower "
@@ -67,16 +78,10 @@ def encode_training_example(
 ) -> dict[str, list[int]]:
     if loss_span not in LOSS_SPANS:
         raise LatentTraitsError(f"data.loss_span={loss_span!r} is not one of {LOSS_SPANS}")
-    prompt_ids = encode_prompt(spec, example["input"], tokenizer, max_input_tokens)
     target_ids = encode_target(example["target"], tokenizer)
+    # keep the answer and the prompt format whole: shorten the input instead
+    prompt_ids = fit_prompt(spec, example["input"], tokenizer, max_input_tokens, max_length - len(target_ids))
     overflow = len(prompt_ids) + len(target_ids) - max_length
-    if overflow > 0:  # keep the answer and the prompt format whole: shorten the input instead
-        n_input = len(tokenizer(example["input"], add_special_tokens=False)["input_ids"])
-        keep = min(n_input, max_input_tokens or n_input) - overflow
-        while overflow > 0 and keep > 0:  # re-tokenising the cut text can shift a token or so
-            prompt_ids = encode_prompt(spec, example["input"], tokenizer, keep)
-            overflow = len(prompt_ids) + len(target_ids) - max_length
-            keep -= overflow
     if overflow > 0:  # the format and the answer alone are too long: cut the prompt's tail
         if overflow >= len(prompt_ids):
             target_ids = target_ids[: max_length - 1]
