@@ -107,10 +107,9 @@ def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_si
              code: dict[str, Any] | None = None) -> tuple[list[dict], dict, str, int]:
     """Returns (prediction rows, metrics, primary metric name, number of invalid outputs).
     `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks."""
-    cap = decoding.get("max_new_tokens_cap")  # room for the answer within the model's context
-    prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,
+    prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,  # room for the answer
                                     context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
-                                    reserve=min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens)
+                                    reserve=max_new_tokens(spec, decoding))
 
     def progress(batches):
         return tqdm(batches, desc=desc or spec.name, unit="batch", leave=False)
