@@ -102,7 +102,7 @@ class StepTimer:
 
     def __init__(self, warmup: int, device: str = "cpu"):
         self.warmup, self.step, self.started, self.ended, self.device = warmup, 0, None, None, device
-        self.real_tokens = self.padded_tokens = self.padded_batches = 0
+        self.real_tokens = self.padded_tokens = self.padded_rows = 0
 
     def begin(self, batch):
         self.step += 1
@@ -112,7 +112,7 @@ class StepTimer:
         if self.step > self.warmup:
             self.real_tokens += int(batch["attention_mask"].sum())
             self.padded_tokens += int(batch["attention_mask"].numel())
-            self.padded_batches += int(batch["attention_mask"].shape[0])
+            self.padded_rows += int(batch["attention_mask"].shape[0])
 
     def end(self):
         """After a step's optimizer update: the timed span ends at the last one (not at the end
@@ -208,12 +208,10 @@ def child(args) -> None:
     timer = runner(args, tokenizer, model, encoded)
     seconds = timer.seconds()
     config = model.config
-    mean_len = timer.padded_tokens / max(timer.padded_batches, 1)
+    mean_len = timer.padded_tokens / max(timer.padded_rows, 1)
     attention = 12 * config.num_hidden_layers * config.hidden_size * mean_len
     flops = (4 * n_linear + attention) * timer.padded_tokens
     if args.device == "cuda":
-        import torch
-
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
