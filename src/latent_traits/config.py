@@ -107,6 +107,7 @@ RULES: dict[str, dict[str, Rule]] = {
         **COMMON_RULES,
         "data.train_n": _int(64, 1, nullable=True), "data.batch_size": _int(4, 1), "data.max_length": _int(256, 8),
         "data.num_workers": _int(0, 0), "data.group_by_length": Rule("bool", False), "data.packing": Rule("bool", False),
+        "data.padding_free": Rule("bool", True),
         "data.loss_span": Rule("choice", "response", choices=("full", "response", "label", "all_but_label")),
         "lora.r": _int(8, 1), "lora.lora_alpha": Rule("number", 16, above=0), "lora.lora_dropout": Rule("number", 0.0, low=0, below=1),
         "optim.lr": Rule("number", 2e-3, above=0), "optim.weight_decay": Rule("number", 0.0, low=0),

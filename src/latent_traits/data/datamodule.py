@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 from latent_traits.data.prompts import format_prompt, truncate_input
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
+from latent_traits.model.padding_free import collate_padding_free
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -211,10 +213,12 @@ class ResumableDataLoader(DataLoader):
 class SourceDataModule(L.LightningDataModule):
     def __init__(self, spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, batch_size: int,
                  max_length: int, max_input_tokens: int | None, loss_span: str, seed: int,
-                 num_workers: int = 0, group_by_length: bool = False, packing: bool = False):
+                 num_workers: int = 0, group_by_length: bool = False, packing: bool = False,
+                 padding_free: bool = False):
         super().__init__()
         self.spec, self.examples, self.tokenizer = spec, examples, tokenizer
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.padding_free = padding_free  # the model must be switched too: LoRAFineTuner(padding_free=True)
         self.encoded = [
             encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
             for e in examples
@@ -236,9 +240,10 @@ class SourceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         pad_id = self.tokenizer.pad_token_id
+        collate = collate_padding_free if self.padding_free else partial(collate_right_padded, pad_id=pad_id)
         if self.trainer is not None:  # Lightning's DistributedSampler is off: shard the batches here
             self.sampler.shard(self.trainer.world_size, self.trainer.global_rank)
         return ResumableDataLoader(
             self.encoded, batch_sampler=self.sampler,
-            collate_fn=lambda batch: collate_right_padded(batch, pad_id), num_workers=self.num_workers,
+            collate_fn=collate, num_workers=self.num_workers,
         )

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 IGNORE_INDEX = -100
+SEGMENT_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")  # padding-free batches
 # model types whose forward is `logits = lm_head(hidden_states)` with nothing after it (no
 # soft-capping or logit scaling), so the fused loss computes exactly what their forward does
 PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
@@ -81,7 +82,8 @@ def fused_loss_unsupported(causal_lm: Any) -> str | None:
 
 def causal_lm_loss(causal_lm: Any, batch: dict[str, torch.Tensor], chunk_tokens: int = 1024) -> torch.Tensor:
     """The loss of `causal_lm(**batch)` from its backbone's hidden states and the fused head."""
+    segments = {k: batch[k] for k in ("position_ids", *SEGMENT_KEYS) if k in batch}  # padding-free batches
     hidden = causal_lm.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                             use_cache=False).last_hidden_state
+                             use_cache=False, **segments).last_hidden_state
     return linear_cross_entropy(hidden, causal_lm.get_output_embeddings().weight, batch["labels"],
                                 chunk_tokens)

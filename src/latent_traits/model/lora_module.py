@@ -13,6 +13,12 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 
 from latent_traits.errors import LatentTraitsError
 from latent_traits.model.fused_loss import causal_lm_loss, fused_loss_unsupported
+from latent_traits.model.padding_free import (
+    batch_examples,
+    batch_tokens,
+    enable_padding_free,
+    model_inputs,
+)
 
 log = logging.getLogger(__name__)
 PEFT_TASK_TYPE = "CAUSAL_LM"
@@ -30,7 +36,7 @@ def build_lora_config(lora_cfg: dict[str, Any]) -> LoraConfig:
 class LoRAFineTuner(L.LightningModule):
     def __init__(self, base_model, lora_cfg: dict[str, Any], optim_cfg: dict[str, Any],
                  gradient_checkpointing: bool = False, quantized: bool = False,
-                 fused_loss: bool = True):
+                 fused_loss: bool = True, padding_free: bool = False):
         super().__init__()
         if quantized:  # QLoRA: fp32 norms and head inputs for stable k-bit training
             from peft import prepare_model_for_kbit_training
@@ -44,6 +50,8 @@ class LoRAFineTuner(L.LightningModule):
             base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             base_model.enable_input_require_grads()
             base_model.config.use_cache = False
+        if padding_free:  # the data module collates padding-free batches (padding_free.py)
+            enable_padding_free(base_model)
         self.model = get_peft_model(base_model, build_lora_config(lora_cfg))
         self.fused_loss = fused_loss
         if fused_loss and (why := fused_loss_unsupported(self.model.get_base_model())):
@@ -57,12 +65,12 @@ class LoRAFineTuner(L.LightningModule):
         self._step_started = time.perf_counter()
 
     def forward(self, **batch):
-        return self.model(**batch)
+        return self.model(**model_inputs(batch))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.fused_loss:
             return causal_lm_loss(self.model.get_base_model(), batch)
-        return self.model(**batch).loss
+        return self.model(**model_inputs(batch)).loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
@@ -74,13 +82,13 @@ class LoRAFineTuner(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "sampler"):
             datamodule.sampler.consumed += 1  # the data position a checkpoint resumes from
-        tokens = int(batch["attention_mask"].sum())
+        tokens = batch_tokens(batch)
         self.tokens_seen += tokens
         now = time.perf_counter()
         tokens_per_s = tokens / max(now - self._step_started, 1e-9)
         self._step_started = now
         self.last_loss = float(loss.detach())
-        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch["input_ids"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch_examples(batch))
         self.log("train/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True)
         return loss
 

@@ -27,6 +27,7 @@ from latent_traits.io import (
 )
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
+from latent_traits.model.padding_free import padding_free_unsupported
 from latent_traits.redact import redact
 from latent_traits.rerun import task_overrides, train_command
 from latent_traits.train.checkpoints import (
@@ -118,16 +119,20 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
     # seeded after loading: a first-time model conversion draws random numbers, and the LoRA
     # initialisation and data order must not depend on whether the cache was warm
     L.seed_everything(cfg.seed, workers=True)
+    padding_free = bool(cfg.data.get("padding_free", True))
+    if padding_free and (why := padding_free_unsupported(base_model)):
+        log.info("Training on right-padded batches (data.padding_free does not apply: %s)", why)
+        padding_free = False
     datamodule = SourceDataModule(
         spec, examples, tokenizer, batch_size=cfg.data.batch_size, max_length=cfg.data.max_length,
         max_input_tokens=cfg.data.max_input_tokens, loss_span=cfg.data.loss_span, seed=cfg.seed,
         num_workers=cfg.data.num_workers, group_by_length=bool(cfg.data.group_by_length),
-        packing=bool(cfg.data.get("packing", False)),
+        packing=bool(cfg.data.get("packing", False)), padding_free=padding_free,
     )
     module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim),
                            gradient_checkpointing=bool(cfg.train.gradient_checkpointing),
                            quantized=bool(cfg.model.get("quantization")),
-                           fused_loss=bool(cfg.train.get("fused_loss", True)))
+                           fused_loss=bool(cfg.train.get("fused_loss", True)), padding_free=padding_free)
     trainable, total = module.model.get_nb_trainable_parameters()
     log.info("Training %s on %d examples (%d tokens); %d of %d parameters trainable",
              adapter_id(cfg), len(examples), datamodule.n_tokens, trainable, total)

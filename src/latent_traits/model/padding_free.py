@@ -1,0 +1,100 @@
+"""Padding-free training batches: a batch's examples laid end to end in one row, no pad tokens.
+
+A right-padded batch spends every projection, the head and the loss on pad positions too: with
+the study's full-length examples (no input cut) and random batches, 26-60% of the processed
+tokens of a source dataset are padding (BENCHMARKS.md). Here the batch is one row of its
+examples' tokens, position ids restart at each example, and attention runs per example through
+PyTorch's SDPA (causal, no mask: its fastest kernel), so no example attends to another. The loss
+and the LoRA gradients equal the padded batch's (same labelled positions, same mean); only the
+order of floating-point sums differs.
+
+The segment boundaries travel as transformers' flash-attention keywords (`cu_seq_lens_q`, ...),
+so a model loaded with `attn_implementation=flash_attention_2` runs its own variable-length
+kernel on the same batches; sdpa and eager models are switched to the per-example SDPA below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+
+from latent_traits.model.fused_loss import IGNORE_INDEX
+
+ATTENTION_NAME = "latent_traits_varlen_sdpa"
+# attention implementations that take cu_seq_lens themselves (transformers' flash-attention path)
+NATIVE_VARLEN = frozenset({"flash_attention_2", "flash_attention_3", "flash_attention_4"})
+SWITCHABLE = frozenset({"sdpa", "eager", ATTENTION_NAME})
+
+
+def varlen_sdpa_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_mask: torch.Tensor | None, dropout: float = 0.0,
+                          scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """Causal attention within each segment of a one-row batch ([1, heads, tokens, dim] in,
+    [1, tokens, heads, dim] out, as transformers' attention functions)."""
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None:
+        raise RuntimeError(f"{ATTENTION_NAME} needs a padding-free batch (cu_seq_lens_q); this model "
+                           "was switched to it for training with data.padding_free=true")
+    if query.shape[0] != 1:
+        raise RuntimeError(f"{ATTENTION_NAME}: a padding-free batch is one row, got {query.shape[0]}")
+    offsets = bounds.tolist()
+    parts = [
+        F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                                       dropout_p=dropout, is_causal=True,
+                                       scale=scaling, enable_gqa=query.shape[1] != key.shape[1])
+        for start, end in zip(offsets[:-1], offsets[1:], strict=True)
+    ]
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION_NAME, varlen_sdpa_attention)
+
+
+def padding_free_unsupported(causal_lm: Any) -> str | None:
+    """Why this model cannot train on padding-free batches; None when it can."""
+    implementation = getattr(causal_lm.config, "_attn_implementation", None)
+    if implementation in NATIVE_VARLEN or implementation in SWITCHABLE:
+        if not hasattr(causal_lm, "set_attn_implementation"):
+            return "this transformers version cannot switch a model's attention implementation"
+        return None
+    return f"attention implementation {implementation!r} takes no segment boundaries"
+
+
+def enable_padding_free(causal_lm: Any) -> None:
+    """Route the model's attention through per-example SDPA (a flash-attention model keeps its own
+    variable-length kernel)."""
+    if causal_lm.config._attn_implementation not in NATIVE_VARLEN:
+        causal_lm.set_attn_implementation(ATTENTION_NAME)
+
+
+def collate_padding_free(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """One row of the batch's examples end to end: position ids restart per example, and each
+    example's first label is ignored (in a padded row no position predicts it; here the previous
+    example's last token would). `n_examples` stands in for the padded batch's row count."""
+    lengths = [len(item["input_ids"]) for item in batch]
+    input_ids = torch.tensor([t for item in batch for t in item["input_ids"]], dtype=torch.long)
+    labels = torch.tensor([t for item in batch for t in item["labels"]], dtype=torch.long)
+    starts = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+    labels[starts[:-1].long()] = IGNORE_INDEX
+    positions = torch.cat([torch.arange(n) for n in lengths])
+    return {"input_ids": input_ids[None], "labels": labels[None], "position_ids": positions[None],
+            "cu_seq_lens_q": starts, "cu_seq_lens_k": starts,
+            "max_length_q": max(lengths), "max_length_k": max(lengths), "n_examples": len(batch)}
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keywords the model's forward takes from a training batch (padded or padding-free)."""
+    return {k: v for k, v in batch.items() if k != "n_examples"}
+
+
+def batch_tokens(batch: dict[str, Any]) -> int:
+    """Real (non-padding) tokens of a training batch."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+
+
+def batch_examples(batch: dict[str, Any]) -> int:
+    return int(batch.get("n_examples", batch["input_ids"].shape[0]))
