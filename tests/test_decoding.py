@@ -90,7 +90,8 @@ def assert_scores_close(got: LabelScores, want: LabelScores, atol: float = ATOL)
     for g, w in zip(got.token_logprobs, want.token_logprobs, strict=True):
         assert len(g) == len(w)
         assert g == pytest.approx(w, abs=atol)
-    assert got.eos_logprobs == pytest.approx(want.eos_logprobs, abs=atol)
+    for g, w in zip(got.eos_logprobs, want.eos_logprobs, strict=True):
+        assert g is None or w is None or g == pytest.approx(w, abs=atol)
     assert got.totals == pytest.approx(want.totals, abs=atol)
 
 
@@ -158,6 +159,26 @@ def test_choices_match_brute_force_decoding(tok_model, set_name):
         assert constrained_choice(label_tokens, s) == brute_constrained(model, prompt, label_tokens, eos)
         brute = brute_label_scores(model, prompt, label_tokens, eos)
         assert loglik_choice(s) == max(range(len(label_tokens)), key=brute.totals.__getitem__)
+
+
+@pytest.mark.parametrize("set_name", sorted(LABEL_SETS))
+def test_label_passes_run_only_where_a_decision_needs_them(tok_model, set_name):
+    """End-of-text is scored exactly for labels another label starts with; a set of single-token
+    labels costs one forward pass, the prompt's."""
+    tokenizer, model = tok_model
+    label_tokens = encode_labels(tokenizer, LABEL_SETS[set_name])
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        (scores,) = score_labels(model, real_prompts(tokenizer)[:1], label_tokens, tokenizer.pad_token_id,
+                                 tokenizer.eos_token_id)
+    finally:
+        hook.remove()
+    prefixes = [any(k != j and o[:len(t)] == t for k, o in enumerate(label_tokens)) for j, t in enumerate(label_tokens)]
+    assert [lp is not None for lp in scores.eos_logprobs] == prefixes
+    assert len(calls) == 1 + sum(len(t) > 1 or p for t, p in zip(label_tokens, prefixes, strict=True))
+    if all(len(t) == 1 for t in label_tokens) and not any(prefixes):
+        assert len(calls) == 1
 
 
 def test_batched_label_scores_equal_batch_of_one(tok_model):

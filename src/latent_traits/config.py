@@ -118,6 +118,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "evaluate": {
         **COMMON_RULES,
         "eval.n": _int(32, 1, nullable=True), "eval.batch_size": _int(32, 1), "eval.include_base": Rule("bool", True),
+        "eval.mixed_adapter_batches": Rule("bool", True), "eval.max_adapters_per_batch": _int(8, 1),
         "eval.code_execution": Rule("choice", "off", choices=("off", "sandboxed")),
         "eval.decoding.classification": Rule("choice", "constrained", choices=("constrained", "loglik")),
         "eval.decoding.do_sample": Rule("bool", False), "eval.decoding.temperature": Rule("number", 0.7, above=0),

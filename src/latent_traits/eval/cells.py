@@ -1,4 +1,9 @@
-"""Run one (model, task) cell: predictions in the record's row format, then its metrics."""
+"""Run (model, task) cells: predictions in the record's row format, then their metrics.
+
+A cell is one model (the base or an adapter) on one task. `run_cells` decodes several adapters'
+cells of one task together: every example once per adapter, length-sorted into shared batches,
+each row routed through its own adapter (peft's mixed adapter batches, `adapter_names`), so a
+resident base model fills its batches across the matrix instead of cell by cell."""
 
 from __future__ import annotations
 
@@ -24,21 +29,43 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], prompts: list[list[int]],
-                       batch_size: int, mode: str, progress: Callable) -> list[dict[str, Any]]:
+class Rows:
+    """The rows of one task decoded for several adapters at once: entry k is (adapter index,
+    example index), adapter-major; batches are length-sorted over all entries."""
+
+    def __init__(self, adapters: list[str | None], prompts: list[list[int]], batch_size: int):
+        self.adapters, self.prompts = adapters, prompts
+        self.entries = [(a, i) for a in range(len(adapters)) for i in range(len(prompts))]
+        self.batches = length_sorted_batches([len(prompts[i]) for _, i in self.entries], batch_size)
+        self.rows: list[list[dict[str, Any] | None]] = [[None] * len(prompts) for _ in adapters]
+
+    def batch(self, batch: list[int]) -> tuple[list[list[int]], dict[str, Any]]:
+        """A batch's prompts, and the model keywords that route each row to its adapter."""
+        prompts = [self.prompts[self.entries[k][1]] for k in batch]
+        if self.adapters == [None]:  # one cell on the active model
+            return prompts, {}
+        return prompts, {"adapter_names": [self.adapters[self.entries[k][0]] for k in batch]}
+
+    def put(self, k: int, row: dict[str, Any]) -> None:
+        a, i = self.entries[k]
+        self.rows[a][i] = row
+
+
+def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], table: Rows, mode: str,
+                       progress: Callable) -> None:
     if mode not in CLASSIFICATION_MODES:
         raise LatentTraitsError(f"eval.decoding.classification={mode!r}: use constrained or loglik")
     labels = list(spec.labels)
     label_tokens = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-    rows: list[dict[str, Any] | None] = [None] * len(examples)
-    for batch in progress(length_sorted_batches([len(p) for p in prompts], batch_size)):
-        scores = score_labels(model, [prompts[i] for i in batch], label_tokens,
-                              tokenizer.pad_token_id, tokenizer.eos_token_id)
-        for i, s in zip(batch, scores, strict=True):
+    for batch in progress(table.batches):
+        prompts, routing = table.batch(batch)
+        scores = score_labels(model, prompts, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id,
+                              **routing)
+        for k, s in zip(batch, scores, strict=True):
             chosen = labels[constrained_choice(label_tokens, s) if mode == "constrained" else loglik_choice(s)]
-            rows[i] = classification_row(examples[i], chosen, len(label_tokens[labels.index(chosen)]),
-                                         dict(zip(labels, (round(t, 5) for t in s.totals), strict=True)))
-    return rows  # type: ignore[return-value]
+            table.put(k, classification_row(examples[table.entries[k][1]], chosen,
+                                            len(label_tokens[labels.index(chosen)]),
+                                            dict(zip(labels, (round(t, 5) for t in s.totals), strict=True))))
 
 
 def classification_row(example: dict, chosen: str, output_tokens: int,
@@ -85,41 +112,54 @@ def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, A
             "flexible_correct": scored["flexible_correct"]}
 
 
-def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], prompts: list[list[int]],
-                   batch_size: int, decoding: dict[str, Any], progress: Callable,
-                   code: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any] | None] = [None] * len(examples)
+def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table: Rows,
+                   decoding: dict[str, Any], progress: Callable, code: dict[str, Any] | None = None) -> None:
     seed = decoding.get("seed")
-    for b, batch in enumerate(progress(length_sorted_batches([len(p) for p in prompts], batch_size))):
+    if seed is not None and table.adapters != [None]:
+        raise LatentTraitsError("sampled cells are decoded one cell at a time (their seeds are per cell)")
+    for b, batch in enumerate(progress(table.batches)):
+        prompts, routing = table.batch(batch)
         outputs = generate(
-            model, tokenizer, [prompts[i] for i in batch], max_new_tokens=max_new_tokens(spec, decoding),
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens(spec, decoding),
             stop=list(spec.stop), do_sample=bool(decoding.get("do_sample", False)),
             temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
             seed=None if seed is None else int(seed) + b,  # per batch: batches are a fixed partition
+            **routing,
         )
-        for i, text in zip(batch, outputs, strict=True):
-            rows[i] = generation_row(spec, examples[i], text, tokenizer, code)
-    return rows  # type: ignore[return-value]
+        for k, text in zip(batch, outputs, strict=True):
+            table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
 
 
-def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_size: int,
-             max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
-             code: dict[str, Any] | None = None) -> tuple[list[dict], dict, str, int]:
-    """Returns (prediction rows, metrics, primary metric name, number of invalid outputs).
+def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: list[str | None], *,
+              batch_size: int, max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
+              code: dict[str, Any] | None = None) -> list[tuple[list[dict], dict, str, int]]:
+    """One task's cells for each of `adapters` (peft adapter names, "__base__" for the base model;
+    [None]: the one cell of whatever model is active), decoded in shared batches. Per adapter:
+    (prediction rows, metrics, primary metric name, number of invalid outputs).
     `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks."""
     prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,  # room for the answer
                                     context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
                                     reserve=max_new_tokens(spec, decoding))
+    table = Rows(adapters, prompts, batch_size)
 
     def progress(batches):
         return tqdm(batches, desc=desc or spec.name, unit="batch", leave=False)
 
     if spec.is_classification:
-        rows = run_classification(model, tokenizer, spec, examples, prompts, batch_size,
-                                  decoding.get("classification", "constrained"), progress)
+        run_classification(model, tokenizer, spec, examples, table,
+                           decoding.get("classification", "constrained"), progress)
     else:
-        rows = run_generation(model, tokenizer, spec, examples, prompts, batch_size, decoding, progress, code)
-    return (rows, *cell_metrics(spec, rows))
+        run_generation(model, tokenizer, spec, examples, table, decoding, progress, code)
+    return [(rows, *cell_metrics(spec, rows)) for rows in table.rows]  # type: ignore[arg-type]
+
+
+def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_size: int,
+             max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
+             code: dict[str, Any] | None = None) -> tuple[list[dict], dict, str, int]:
+    """One cell on the active model: (prediction rows, metrics, primary metric name, number of
+    invalid outputs)."""
+    return run_cells(model, tokenizer, spec, examples, [None], batch_size=batch_size,
+                     max_input_tokens=max_input_tokens, decoding=decoding, desc=desc, code=code)[0]
 
 
 def cell_metrics(spec: TaskSpec, rows: list[dict[str, Any]]) -> tuple[dict, str, int]:

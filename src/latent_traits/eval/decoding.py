@@ -1,10 +1,15 @@
 """Decoding for evaluation: label scoring with constrained choice, and batched greedy generation.
 
 Label scoring runs the prompt once (left-padded batch, explicit position ids so padding never
-changes a result), then feeds each label's tokens on a copy of the prompt's KV cache. From the
-per-token log-probabilities it derives both decisions the study uses:
+changes a result), then feeds each label's tokens on a copy of the prompt's KV cache, only as far
+as a decision can need them: single-token labels need no second pass at all, and end-of-text after
+a label is scored only where that label is a prefix of another. From the per-token
+log-probabilities it derives both decisions the study uses:
 - constrained choice: greedy token by token among the label strings, as vLLM's guided choice;
 - log-likelihood ranking: the label with the highest total log-probability.
+
+Every model call passes on `routing` keywords (peft's `adapter_names`, one adapter per row), so a
+batch can hold several adapters' rows.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import torch
 
 @dataclass
 class LabelScores:
-    token_logprobs: list[list[float]]  # per label: log p of each of its tokens given the prefix
-    eos_logprobs: list[float]          # per label: log p of end-of-text right after it
+    token_logprobs: list[list[float]]   # per label: log p of each of its tokens given the prefix
+    eos_logprobs: list[float | None]    # per label: log p of end-of-text right after it, where a
+                                        # decision can need it (the label is a prefix of another)
 
     @property
     def totals(self) -> list[float]:
@@ -36,33 +42,44 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return input_ids, attention, positions
 
 
+def needs_eos(label_tokens: list[list[int]]) -> list[bool]:
+    """Per label: whether constrained choice can weigh end-of-text right after it, i.e. whether
+    another label starts with its tokens (else the choice is made before its end)."""
+    return [any(k != j and other[:len(tokens)] == tokens for k, other in enumerate(label_tokens))
+            for j, tokens in enumerate(label_tokens)]
+
+
 @torch.no_grad()
 def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]], pad_id: int,
-                 eos_id: int) -> list[LabelScores]:
+                 eos_id: int, **routing) -> list[LabelScores]:
     device = next(model.parameters()).device
     input_ids, attention, positions = (t.to(device) for t in left_pad(prompts, pad_id))
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
-                logits_to_keep=1)  # only the next-token logits: the vocabulary is large
+    with_eos = needs_eos(label_tokens)
+    # the tokens each label's pass feeds: its own but the last (whose log p the step before gives),
+    # plus the last where end-of-text after it counts; a single-token label without that: none
+    feeds = [tokens if eos else tokens[:-1] for tokens, eos in zip(label_tokens, with_eos, strict=True)]
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                use_cache=any(feeds), logits_to_keep=1, **routing)  # only the next-token logits
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     last_pos = positions[:, -1:]
     batch = len(prompts)
-    token_lps = [[[] for _ in label_tokens] for _ in range(batch)]
-    eos_lps = [[0.0] * len(label_tokens) for _ in range(batch)]
-    for j, tokens in enumerate(label_tokens):
-        k = len(tokens)
-        label_ids = torch.tensor(tokens, device=device).expand(batch, k)
+    token_lps = [[[float(first[b, tokens[0]])] for tokens in label_tokens] for b in range(batch)]
+    eos_lps: list[list[float | None]] = [[None] * len(label_tokens) for _ in range(batch)]
+    for j, (tokens, feed) in enumerate(zip(label_tokens, feeds, strict=True)):
+        if not feed:
+            continue
+        k = len(feed)
         step = model(
-            input_ids=label_ids,
+            input_ids=torch.tensor(feed, device=device).expand(batch, k),
             attention_mask=torch.cat([attention, torch.ones(batch, k, dtype=attention.dtype, device=device)], 1),
             position_ids=last_pos + 1 + torch.arange(k, device=device),
-            past_key_values=copy.deepcopy(out.past_key_values), use_cache=True,
+            past_key_values=copy.deepcopy(out.past_key_values), use_cache=True, **routing,
         )
         lps = torch.log_softmax(step.logits.float(), dim=-1)  # (batch, k, vocab)
         for b in range(batch):
-            token_lps[b][j] = [float(first[b, tokens[0]])] + [
-                float(lps[b, i - 1, tokens[i]]) for i in range(1, k)
-            ]
-            eos_lps[b][j] = float(lps[b, k - 1, eos_id])
+            token_lps[b][j] += [float(lps[b, i - 1, tokens[i]]) for i in range(1, len(tokens))]
+            if with_eos[j]:
+                eos_lps[b][j] = float(lps[b, len(tokens) - 1, eos_id])
     return [LabelScores(token_lps[b], eos_lps[b]) for b in range(batch)]
 
 
@@ -95,7 +112,7 @@ def loglik_choice(scores: LabelScores) -> int:
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             seed: int | None = None) -> list[str]:
+             seed: int | None = None, **routing) -> list[str]:
     """Continue each prompt (one left-padded batch); cut each output at its first stop string.
     Sampling with a seed reseeds torch's generators first, so the same call gives the same text."""
     device = next(model.parameters()).device
@@ -121,7 +138,7 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, st
         kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(tokenizer, stop, input_ids.shape[1])])
     output = model.generate(
         input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **kwargs,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **kwargs, **routing,
     )
     texts = tokenizer.batch_decode(output[:, input_ids.shape[1]:], skip_special_tokens=True)
     return [cut_at_stop(text, stop) for text in texts]

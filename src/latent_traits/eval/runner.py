@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from latent_traits.config import check_against_model, target_specs, to_plain
 from latent_traits.data.load import load_examples
 from latent_traits.errors import LatentTraitsError
-from latent_traits.eval.cells import run_cell
+from latent_traits.eval.cells import run_cell, run_cells
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
 from latent_traits.eval.judge import build_judge, judge_identity, judge_metrics
 from latent_traits.eval.records import (
@@ -100,6 +100,15 @@ class ResidentModel:
                 with self.peft.disable_adapter():
                     yield self.peft
             return
+        name = self.load(adapter)
+        self.peft.set_adapter(name)
+        self.keep_only({name})
+        self.active = name
+        self.peft.eval()
+        yield self.peft
+
+    def load(self, adapter: Adapter) -> str:
+        """Load an adapter (once) beside those loaded; its peft name."""
         name = "adapter_" + stable_hash(adapter.id, 8)  # peft names cannot hold '/' or '.'
         if self.peft is None:
             from peft import PeftModel
@@ -107,12 +116,28 @@ class ResidentModel:
             self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
         elif name not in self.peft.peft_config:
             self.peft.load_adapter(str(adapter.path), adapter_name=name)
-        self.peft.set_adapter(name)
-        if self.active not in (None, name):  # keep one adapter in memory at a time
-            self.peft.delete_adapter(self.active)
-        self.active = name
+        return name
+
+    @contextlib.contextmanager
+    def use_mixed(self, adapters: list[Adapter]) -> Iterator[tuple[Any, list[str]]]:
+        """The model with all these adapters loaded (no others), and each one's peft name for
+        mixed adapter batches ("__base__": the base model's rows)."""
+        names = ["__base__" if adapter.is_base else self.load(adapter) for adapter in adapters]
+        loaded = [n for n in names if n != "__base__"]
+        if not loaded:
+            raise LatentTraitsError("mixed adapter batches need at least one adapter")
+        self.peft.set_adapter(loaded[0])  # rows are routed by name; the active one is never deleted
+        self.active = loaded[0]
+        self.keep_only(set(loaded))
         self.peft.eval()
-        yield self.peft
+        yield self.peft, names
+
+    def keep_only(self, names: set[str]) -> None:
+        """Unload every adapter but these (memory: one group's adapters at a time)."""
+        if self.peft is None:
+            return
+        for other in [n for n in self.peft.peft_config if n not in names]:
+            self.peft.delete_adapter(other)
 
 
 def cell_seed(eval_seed: int, adapter_id: str, task: str) -> int:
@@ -220,17 +245,50 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     ok = False
     try:
         state: dict[str, Any] = {"adapters": adapters}  # the model(s) and judge are loaded on first need
-        for adapter, spec, examples, data_prov, settings, finished in cells:
-            if not finished:
-                written.append(evaluate_cell(cfg, state, adapter, spec, examples, data_prov, settings))
+        for group in cell_groups(cfg, cells):
+            pending = [cell for cell in group if not cell[-1]]
+            if len(pending) > 1:
+                written += evaluate_mixed(cfg, state, pending)
+            elif pending:
+                written.append(evaluate_cell(cfg, state, *pending[0][:-1]))
             if tracker is not None:
-                tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
-                                 predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name))
+                for adapter, spec, *_ in group:
+                    tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
+                                     predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name))
         ok = True
     finally:
         if tracker is not None:
             tracker.finish(exit_code=0 if ok else 1)
     return written
+
+
+def mixes_adapters(cfg: DictConfig) -> bool:
+    """Whether a task's cells share decoding batches across adapters: greedy hf decoding only
+    (sampled cells draw from per-cell seeds; vLLM batches its LoRA requests itself)."""
+    return (bool(cfg.eval.get("mixed_adapter_batches", True)) and backend_name(cfg.eval) == "hf"
+            and not cfg.eval.decoding.get("do_sample", False))
+
+
+def cell_groups(cfg: DictConfig, cells: list[tuple]) -> list[list[tuple]]:
+    """The order cells are decoded in: with mixed adapter batches, one task's pending cells
+    together (up to eval.max_adapters_per_batch adapters, plus the base); else one at a time."""
+    if not mixes_adapters(cfg):
+        return [[cell] for cell in cells]
+    limit = int(cfg.eval.get("max_adapters_per_batch", 8))
+    groups: list[list[tuple]] = []
+    for task in dict.fromkeys(cell[1].name for cell in cells):
+        mine = [cell for cell in cells if cell[1].name == task]
+        groups += [[cell] for cell in mine if cell[-1]]  # finished: nothing to decode
+        pending = [cell for cell in mine if not cell[-1]]
+        group: list[tuple] = []
+        for cell in pending:
+            if not cell[0].is_base and sum(not c[0].is_base for c in group) == limit:
+                groups.append(group)
+                group = []
+            group.append(cell)
+        if group:
+            groups.append(group)
+    return groups
 
 
 def eval_tracker(cfg: DictConfig):
@@ -258,6 +316,16 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
                    settings: dict[str, Any]) -> tuple[list[dict], dict, str, int, float]:
     """(rows, metrics, primary, n_invalid, seconds) of one cell on the resident HF model."""
+    with resident_model(cfg, state).use(adapter) as model:
+        started = time.perf_counter()
+        out = run_cell(model, state["tokenizer"], spec, examples, batch_size=cfg.eval.batch_size,
+                       max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
+                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}")
+        return (*out, time.perf_counter() - started)
+
+
+def resident_model(cfg: DictConfig, state: dict[str, Any]) -> ResidentModel:
+    """The job's one base model, loaded on first need (with its tokenizer in state)."""
     if "resident" not in state:
         tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
         check_against_model(cfg, base_model)
@@ -266,19 +334,35 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
         base_model.eval()
         tokenizer.padding_side = "left"
         state["tokenizer"], state["resident"] = tokenizer, ResidentModel(base_model)
-    with state["resident"].use(adapter) as model:
+    return state["resident"]
+
+
+def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[tuple]) -> list[Path]:
+    """One task's cells for several adapters, decoded in shared batches; each cell then scored
+    and written as evaluate_cell writes it. Each cell's seconds are its share of the group's."""
+    adapters = [cell[0] for cell in group]
+    _, spec, examples, _, settings, _ = group[0]
+    with resident_model(cfg, state).use_mixed(adapters) as (model, names):
         started = time.perf_counter()
-        out = run_cell(model, state["tokenizer"], spec, examples, batch_size=cfg.eval.batch_size,
-                       max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}")
-        return (*out, time.perf_counter() - started)
+        outs = run_cells(model, state["tokenizer"], spec, examples, names, batch_size=cfg.eval.batch_size,
+                         max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
+                         code=settings.get("code"), desc=f"{len(adapters)} models x {spec.name}")
+        share = (time.perf_counter() - started) / len(group)
+    log.info("%s: %d cells decoded in shared batches (%s)", spec.name, len(group), ", ".join(a.id for a in adapters))
+    return [evaluate_cell(cfg, state, adapter, spec, examples, data_prov, settings,
+                          decoded=(*out, share), batched_cells=len(group))
+            for (adapter, spec, examples, data_prov, settings, _), out in zip(group, outs, strict=True)]
 
 
 def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
-                  data_prov: dict, settings: dict[str, Any]) -> Path:
-    """Evaluate one (adapter or base) x task cell; write its predictions, then its record."""
+                  data_prov: dict, settings: dict[str, Any], decoded: tuple | None = None,
+                  batched_cells: int = 1) -> Path:
+    """Evaluate one (adapter or base) x task cell, or score one decoded in a group (`decoded`);
+    write its predictions, then its record."""
     model_name = cfg.model.name
-    if backend_name(cfg.eval) == "vllm":
+    if decoded is not None:
+        rows, metrics, primary, n_invalid, seconds = decoded
+    elif backend_name(cfg.eval) == "vllm":
         rows, metrics, primary, n_invalid, seconds = decode_with_vllm(cfg, state, adapter, spec, examples, settings)
     else:
         rows, metrics, primary, n_invalid, seconds = decode_with_hf(cfg, state, adapter, spec, examples, settings)
@@ -312,7 +396,8 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec
         "settings_hash": settings["hash"], "metrics": metrics, "primary_metric": primary,
         "n_invalid": n_invalid,
         **({"judge": settings["judge"], "n_invalid_verdicts": n_invalid_verdicts} if settings.get("judge") else {}),
-        "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3)},
+        "timing": {"seconds": round(seconds, 3), "examples_per_second": round(len(rows) / max(seconds, 1e-9), 3),
+                   "cells_decoded_together": batched_cells},
         **provenance(),
     }
     # predictions first, record last: a record on disk means its predictions are complete

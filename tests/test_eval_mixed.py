@@ -1,0 +1,104 @@
+"""Mixed adapter batches: a task's cells for several adapters decoded in shared batches give the
+cells that decoding them one at a time gives, and a killed job still resumes cell by cell."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from conftest import compose_config
+from eval_helpers import make_adapter, read_cells
+from omegaconf import OmegaConf
+
+import latent_traits.eval.runner as runner
+from latent_traits.eval.runner import BASE, Adapter, cell_groups, evaluate_all
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SOURCES = ("imdb", "goat", "gsm8k")
+# greedy: the mode that mixes; classification, and generation with a stop string and a cap
+EVAL = ["model=tiny_llama", "target_task=[imdb,amazon,goat]", "eval.n=5", "eval.batch_size=4",
+        "eval.decoding.max_new_tokens_cap=6"]
+
+
+def make_adapters(root):
+    for source in SOURCES:
+        make_adapter(root / "adapters", tiny_model_cfg_dict(), source)
+
+
+def tiny_model_cfg_dict() -> dict:
+    from conftest import CONF
+
+    return OmegaConf.to_container(OmegaConf.load(CONF / "model" / "tiny_llama.yaml"))
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unmixed")
+    make_adapters(root)
+    evaluate_all(compose_config("evaluate", [*EVAL, "eval.mixed_adapter_batches=false"], root))
+    return read_cells(root / "eval")
+
+
+def comparable(cells):
+    """Per cell: what it found and the settings it counts as (not how its decoding was scheduled)."""
+    return {cell: (record["settings_hash"], record["metrics"], rows) for cell, (record, rows) in cells.items()}
+
+
+@pytest.mark.parametrize("per_batch", [8, 2])
+def test_mixed_batches_give_the_cells_one_at_a_time_gives(tmp_path, one_at_a_time, per_batch):
+    make_adapters(tmp_path)
+    written = evaluate_all(compose_config("evaluate", [*EVAL, f"eval.max_adapters_per_batch={per_batch}"], tmp_path))
+    assert len(written) == 12  # base + 3 adapters, x 3 tasks
+    mixed = read_cells(tmp_path / "eval")
+    assert comparable(mixed) == comparable(one_at_a_time)
+    assert all(record["eval_config"]["eval"]["mixed_adapter_batches"] for record, _ in mixed.values())
+    together = sorted(json.loads(p.read_text())["timing"]["cells_decoded_together"]
+                      for p in (tmp_path / "eval").rglob("*.json"))
+    # per task: base + 3 adapters in one group; or base + 2 adapters, then the third alone
+    assert together == ([4] * 12 if per_batch == 8 else [1] * 3 + [3] * 9)
+
+
+def test_a_job_killed_between_groups_resumes_cell_by_cell(tmp_path, one_at_a_time, monkeypatch):
+    make_adapters(tmp_path)
+    real, calls = runner.run_cells, []
+
+    class Killed(Exception):
+        pass
+
+    def dies_on_the_second_group(*args, **kwargs):
+        if calls:
+            raise Killed
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cells", dies_on_the_second_group)
+    with pytest.raises(Killed):
+        evaluate_all(compose_config("evaluate", EVAL, tmp_path))
+    eval_dir = tmp_path / "eval"
+    assert len(list(eval_dir.rglob("*.json"))) == 4  # the first task's four cells, each whole
+    before = {p: p.stat().st_mtime_ns for p in eval_dir.rglob("*") if p.is_file()}
+    monkeypatch.setattr(runner, "run_cells", real)
+    assert len(evaluate_all(compose_config("evaluate", EVAL, tmp_path))) == 8
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    assert comparable(read_cells(eval_dir)) == comparable(one_at_a_time)
+
+
+def cell(adapter: Adapter, task: str, finished: bool = False) -> tuple:
+    return (adapter, SimpleNamespace(name=task), [], {}, {}, finished)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    # per task: the finished cell alone, then the pending ones in groups of at most 2 adapters + base
+    ([], [["base/t1"], ["a0/t1", "a1/t1"], ["a2/t1"], ["base/t2", "a0/t2", "a1/t2"], ["a2/t2"]]),
+    # sampled cells draw per-cell seeds: one cell at a time, in the grid's order
+    (["eval.decoding.do_sample=true"], None),
+    (["eval.mixed_adapter_batches=false"], None),
+])
+def test_cell_groups(overrides, expected):
+    adapters = [BASE, *(Adapter(f"a{i}", None, None) for i in range(3))]
+    adapters[1:] = [Adapter(a.id, "somewhere", None) for a in adapters[1:]]  # not the base
+    cells = [cell(a, t, finished=(a.is_base and t == "t1")) for a in adapters for t in ("t1", "t2")]
+    cfg = compose_config("evaluate", ["eval.max_adapters_per_batch=2", *overrides])
+    groups = [[f"{c[0].id}/{c[1].name}" for c in g] for g in cell_groups(cfg, cells)]
+    assert groups == (expected or [[f"{c[0].id}/{c[1].name}"] for c in cells])
