@@ -1,14 +1,20 @@
 """Training throughput: this framework (Lightning + PEFT) vs the Hugging Face Trainer + PEFT.
 
-Same model, data, LoRA config, batch size and steps; each side runs in its own subprocess,
-alternating A/B/A/B, so both see the same machine. Reports real (non-padding) tokens per second,
+Same model, data, LoRA config, batch size and steps, and the same batches: the examples are
+shuffled once with a fixed seed and both sides take them in that order (the Trainer with
+train_sampling_strategy=sequential). Each side runs in its own subprocess, alternating A/B/A/B, so both see the
+same machine. By default the examples are the study's: whole inputs (no input cut), up to 2048
+tokens. `--trainer-group-by-length` adds the Trainer with its own length-grouped sampler as a
+third side. Reports real (non-padding) tokens per second,
 peak memory (resident memory on CPU, allocated GPU memory on CUDA), and the fraction of the
 machine's measured matmul peak (fp32 on CPU, bf16 on CUDA) that training reaches. FLOPs counted
 are those training needs with a frozen base: forward plus the input-gradient half of backward,
 4 x linear-weight params per processed token, plus attention's 12 x layers x hidden x length per
-token (forward and backward of QK^T and AV, the usual MFU convention); LoRA's own are ignored.
+token (forward and backward of QK^T and AV, the usual MFU convention), over the tokens each side
+processes (padding included); LoRA's own are ignored.
 
-    python bench/train_throughput.py [--steps 6] [--repeats 2] [--model smollm2_135m]
+    python bench/train_throughput.py [--task gsm8k] [--steps 6] [--repeats 2] [--trainer-group-by-length]
+    python bench/train_throughput.py --task imdb --max-input-tokens 160 --max-length 256   # uniform lengths
     python bench/train_throughput.py --device cuda --model llama3_2_3b_shape --data random \
         --seq-len 2048 --batch-size 4 --lora-r 64 --lora-alpha 32     # bf16, the paper's LoRA
 """
@@ -56,16 +62,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def encoded_examples(n: int, tokenizer):
+def encoded_examples(args, tokenizer):
+    """The task's training examples, full-sequence loss, in one seeded order both sides follow."""
+    import random
+
     from omegaconf import OmegaConf
 
     from latent_traits.data.datamodule import encode_training_example
     from latent_traits.data.load import load_examples
     from latent_traits.data.spec import TaskSpec
 
-    spec = TaskSpec.from_config(OmegaConf.load(REPO / "conf/tasks/imdb.yaml"))
-    examples, _ = load_examples(spec, "train", n=n, seed=0)
-    return [encode_training_example(spec, e, tokenizer, 256, 160, "full") for e in examples]
+    spec = TaskSpec.from_config(OmegaConf.load(REPO / f"conf/tasks/{args.task}.yaml"))
+    examples, _ = load_examples(spec, "train", n=args.n, seed=0)
+    encoded = [encode_training_example(spec, e, tokenizer, args.max_length, args.max_input_tokens, "full")
+               for e in examples]
+    random.Random(0).shuffle(encoded)
+    return encoded
 
 
 def random_examples(n: int, seq_len: int, vocab: int):
@@ -102,7 +114,7 @@ class StepTimer:
 
     def __init__(self, warmup: int, device: str = "cpu"):
         self.warmup, self.step, self.started, self.ended, self.device = warmup, 0, None, None, device
-        self.real_tokens = self.padded_tokens = self.padded_rows = 0
+        self.real_tokens = self.padded_tokens = self.attention_square = 0
 
     def begin(self, batch):
         self.step += 1
@@ -110,9 +122,16 @@ class StepTimer:
             sync(self.device)
             self.started = time.perf_counter()
         if self.step > self.warmup:
-            self.real_tokens += int(batch["attention_mask"].sum())
-            self.padded_tokens += int(batch["attention_mask"].numel())
-            self.padded_rows += int(batch["attention_mask"].shape[0])
+            if "cu_seq_lens_q" in batch:  # padding-free: one row, attention within each example
+                spans = batch["cu_seq_lens_q"].diff().tolist()
+                self.real_tokens += sum(spans)
+                self.padded_tokens += sum(spans)
+            else:
+                mask = batch["attention_mask"]
+                spans = [mask.shape[1]] * mask.shape[0]
+                self.real_tokens += int(mask.sum())
+                self.padded_tokens += int(mask.numel())
+            self.attention_square += sum(n * n for n in spans)  # attention work: length^2 per span
 
     def end(self):
         """After a step's optimizer update: the timed span ends at the last one (not at the end
@@ -127,13 +146,11 @@ class StepTimer:
 
 def run_framework(args, tokenizer, model, encoded) -> StepTimer:
     import lightning as L
+    from torch.utils.data import DataLoader
 
-    from latent_traits.data.datamodule import (
-        ResumableDataLoader,
-        SeededBatchSampler,
-        collate_right_padded,
-    )
+    from latent_traits.data.datamodule import collate_right_padded
     from latent_traits.model.lora_module import LoRAFineTuner
+    from latent_traits.model.padding_free import collate_padding_free
 
     timer = StepTimer(args.warmup, args.device)
 
@@ -145,11 +162,10 @@ def run_framework(args, tokenizer, model, encoded) -> StepTimer:
             timer.end()
 
     module = LoRAFineTuner(model, lora_config(args), {"lr": 1e-4, "warmup_steps": 0, "scheduler": "constant"},
-                           gradient_checkpointing=args.gradient_checkpointing, fused_loss=args.fused_loss)
-    sampler = SeededBatchSampler([len(e["input_ids"]) for e in encoded], args.batch_size, 0,
-                                 group_by_length=args.group_by_length)
-    loader = ResumableDataLoader(encoded, batch_sampler=sampler,
-                                 collate_fn=lambda b: collate_right_padded(b, tokenizer.pad_token_id))
+                           gradient_checkpointing=args.gradient_checkpointing, fused_loss=args.fused_loss,
+                           padding_free=args.padding_free)
+    collate = collate_padding_free if args.padding_free else lambda b: collate_right_padded(b, tokenizer.pad_token_id)
+    loader = DataLoader(encoded, batch_size=args.batch_size, shuffle=False, collate_fn=collate)  # the bench's order
     cuda = args.device == "cuda"
     trainer = L.Trainer(accelerator="gpu" if cuda else "cpu", devices=1,
                         precision="bf16-mixed" if cuda else "32-true", max_steps=args.warmup + args.steps,
@@ -176,6 +192,8 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
         def on_step_end(self, *args, **kwargs):
             timer.end()
 
+    grouped = args.which == "trainer_grouped"
+
     class TimedTrainer(Trainer):
         def training_step(self, model, inputs, *rest, **kw):
             timer.begin(inputs)
@@ -188,6 +206,8 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
             use_cpu=args.device == "cpu", bf16=args.device == "cuda",
             report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
             dataloader_num_workers=0, seed=0, remove_unused_columns=False,
+            # the bench's order, as the framework takes it; or the Trainer's own length grouping
+            train_sampling_strategy="group_by_length" if grouped else "sequential",
         )
         TimedTrainer(model=peft_model, args=targs, train_dataset=encoded, data_collator=collator,
                      callbacks=[StepEnd()]).train()
@@ -202,15 +222,14 @@ def child(args) -> None:
     if args.data == "random":
         encoded = random_examples(args.n, args.seq_len, len(tokenizer))
     else:
-        encoded = encoded_examples(args.n, tokenizer)
+        encoded = encoded_examples(args, tokenizer)
     n_linear = linear_params(model)
     runner = run_framework if args.which == "framework" else run_hf_trainer
     timer = runner(args, tokenizer, model, encoded)
     seconds = timer.seconds()
     config = model.config
-    mean_len = timer.padded_tokens / max(timer.padded_rows, 1)
-    attention = 12 * config.num_hidden_layers * config.hidden_size * mean_len
-    flops = (4 * n_linear + attention) * timer.padded_tokens
+    attention = 12 * config.num_hidden_layers * config.hidden_size * timer.attention_square
+    flops = 4 * n_linear * timer.padded_tokens + attention
     if args.device == "cuda":
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -232,27 +251,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--task", default="gsm8k", help="a conf/tasks name (with --data task)")
+    parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--max-input-tokens", type=lambda v: None if v == "none" else int(v), default=None,
+                        help="cut inputs to this many tokens (default none: whole inputs, as the study)")
+    parser.add_argument("--padding-free", action=argparse.BooleanOptionalAction, default=True,
+                        help="the framework's data.padding_free (its default)")
+    parser.add_argument("--trainer-group-by-length", action="store_true",
+                        help="add a third side: the Trainer with train_sampling_strategy=group_by_length (its own batches)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--data", choices=["imdb", "random"], default="imdb")
+    parser.add_argument("--data", choices=["task", "random"], default="task")
     parser.add_argument("--seq-len", type=int, default=2048, help="with --data random")
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--which", choices=["framework", "trainer"])
+    parser.add_argument("--which", choices=["framework", "trainer", "trainer_grouped"])
     args = parser.parse_args()
     if args.which:
         return child(args)
     peak = matmul_peak_gflops(args.device)
     results = []
+    sides = ("framework", "trainer", *(("trainer_grouped",) if args.trainer_group_by_length else ()))
     for _ in range(args.repeats):
-        for which in ("framework", "trainer"):
+        for which in sides:
             cmd = [sys.executable, __file__, "--which", which, *sys.argv[1:]]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     summary = {"matmul_peak_gflops": peak, "runs": results}
-    for which in ("framework", "trainer"):
+    for which in sides:
         rows = [r for r in results if r["which"] == which]
         summary[which] = {
             "tokens_per_s": max(r["tokens_per_s"] for r in rows),
@@ -260,6 +287,8 @@ def main() -> None:
             "fraction_of_matmul_peak": max(r["gflops_per_s"] for r in rows) / peak,
         }
     summary["speedup"] = summary["framework"]["tokens_per_s"] / summary["trainer"]["tokens_per_s"]
+    if args.trainer_group_by_length:
+        summary["speedup_vs_grouped"] = summary["framework"]["tokens_per_s"] / summary["trainer_grouped"]["tokens_per_s"]
     print(json.dumps(summary, indent=2))
 
 
