@@ -14,6 +14,7 @@ from latent_traits.eval.decoding import (
     constrained_choice,
     cut_at_stop,
     generate,
+    greedy_decode,
     left_pad,
     loglik_choice,
     score_labels,
@@ -199,6 +200,33 @@ def test_batched_generate_equals_batch_of_one(tok_model):
     singles = [generate(model, tokenizer, [p], max_new_tokens=8, stop=[])[0] for p in prompts]
     assert batched == singles
     assert any(batched)  # something was generated
+
+
+def test_greedy_decode_writes_what_transformers_generate_writes(tok_model):
+    """Rows that stop at different steps are dropped from the batch (and its cache) as they stop;
+    every row's text equals transformers' greedy generate on the same padded batch with the same
+    stop tokens and stop strings (StopOnText)."""
+    from transformers import StoppingCriteriaList
+
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 5, seed=9, min_len=2, max_len=25) + real_prompts(tokenizer)
+    input_ids, attention, _ = left_pad(prompts, tokenizer.pad_token_id)
+    width = input_ids.shape[1]
+    free = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=10, do_sample=False,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=[tokenizer.eos_token_id])
+    free = free[:, width:].tolist()
+    # the tiny random model repeats one token per row: stop strings of 3 and 6 repeats, and one
+    # row's token as a stop token, end rows at different steps (the rest run to the cap)
+    stop = [tokenizer.decode(free[0][:3]), tokenizer.decode(free[1][:6])]
+    stop_ids = [tokenizer.eos_token_id, free[-1][0]]
+    want = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=10, do_sample=False,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids,
+                          stopping_criteria=StoppingCriteriaList([StopOnText(tokenizer, stop, width)]))
+    written = want[:, width:]
+    lengths = {int((row != tokenizer.pad_token_id).sum()) for row in written}
+    assert len(lengths) > 2, lengths  # really ragged: rows leave the batch at different steps
+    assert greedy_decode(model, tokenizer, prompts, 10, stop_ids, stop) == tokenizer.batch_decode(
+        written, skip_special_tokens=True)
 
 
 def test_generate_is_greedy_and_cut_at_stop(tok_model):

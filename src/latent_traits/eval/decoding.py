@@ -114,24 +114,17 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, st
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              seed: int | None = None, **routing) -> list[str]:
     """Continue each prompt (one left-padded batch); cut each output at its first stop string.
-    Sampling with a seed reseeds torch's generators first, so the same call gives the same text."""
+    Greedy decoding runs `greedy_decode`; sampling runs transformers' generate, and with a seed
+    reseeds torch's generators first, so the same call gives the same text."""
     device = next(model.parameters()).device
-    if do_sample and seed is not None:
+    stop_ids = stop_token_ids(tokenizer, stop)
+    if not do_sample:
+        texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, **routing)
+        return [cut_at_stop(text, stop) for text in texts]
+    if seed is not None:
         torch.manual_seed(seed)  # every device's generator
     input_ids, attention, _ = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
-    kwargs = {"do_sample": do_sample}
-    if do_sample:
-        kwargs.update(temperature=temperature, top_p=top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    # a stop string that is one token stops like end-of-text; a stop string the model spells over
-    # several tokens ("\n" "\n" for "\n\n") is caught by StopOnText, which decodes only each row's
-    # last few tokens (HF's stop_strings matcher costs about a third of a CPU decoding step)
-    stop_ids = [tokenizer.eos_token_id]
-    for s in stop:
-        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
-        if len(ids) == 1:
-            stop_ids.append(ids[0])
+    kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p}
     if stop:
         from transformers import StoppingCriteriaList
 
@@ -144,6 +137,60 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, st
     return [cut_at_stop(text, stop) for text in texts]
 
 
+def stop_token_ids(tokenizer, stop: list[str]) -> list[int]:
+    """End-of-text, and each stop string that is one token: those stop a row like end-of-text.
+    A stop string the model spells over several tokens ("\n" "\n" for "\n\n") is caught by
+    StopOnText, which decodes only each row's last few tokens (transformers' stop_strings matcher
+    costs about a third of a CPU decoding step)."""
+    ids = [tokenizer.eos_token_id]
+    for s in stop:
+        encoded = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if len(encoded) == 1:
+            ids.append(encoded[0])
+    return ids
+
+
+@torch.no_grad()
+def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int],
+                  stop: list[str], **routing) -> list[str]:
+    """Greedy continuation of a left-padded batch that drops each row as it stops, so a batch
+    costs the tokens its rows write, not its longest row times its size (what transformers'
+    generate spends). A row stops at a stop token (kept, as generate keeps it; decoding skips
+    special tokens) or once its text holds a stop string; the texts are not yet cut at stops."""
+    device = next(model.parameters()).device
+    input_ids, attention, positions = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
+    names = routing.get("adapter_names")
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                logits_to_keep=1, **routing)
+    cache, position = out.past_key_values, positions[:, -1:]
+    rows = list(range(len(prompts)))  # the batch's row of each live position
+    written: list[list[int]] = [[] for _ in prompts]
+    stopper = StopOnText(tokenizer, stop, 0) if stop else None
+    for step in range(max_new_tokens):
+        tokens = out.logits[:, -1].argmax(-1)
+        live = []
+        for i, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+            written[row].append(token)
+            if token not in stop_ids and not (stopper and stopper.holds_stop(written[row])):
+                live.append(i)
+        if not live or step == max_new_tokens - 1:
+            break
+        if len(live) < len(rows):  # drop the rows that stopped, from the cache too
+            keep = torch.tensor(live, device=device)
+            for layer in cache.layers:
+                layer.batch_select_indices(keep)
+            rows, tokens, attention, position = ([rows[i] for i in live], tokens[keep], attention[keep],
+                                                 position[keep])
+            if names is not None:
+                names = [names[i] for i in live]
+        attention = torch.cat([attention, attention.new_ones(len(rows), 1)], 1)
+        position = position + 1
+        out = model(input_ids=tokens[:, None], attention_mask=attention, position_ids=position,
+                    past_key_values=cache, use_cache=True,
+                    **({"adapter_names": names} if names is not None else {}))
+    return tokenizer.batch_decode(written, skip_special_tokens=True)
+
+
 class StopOnText:
     """Per row: stop once the generated text holds a stop string (checked on the last tokens only,
     enough to hold the longest stop string, so each step costs a few short decodes)."""
@@ -151,6 +198,11 @@ class StopOnText:
     def __init__(self, tokenizer, stop: list[str], prompt_length: int):
         self.tokenizer, self.stop, self.prompt_length = tokenizer, list(stop), prompt_length
         self.window = max(len(s) for s in stop) + 2  # a token decodes to at least one character, mostly
+
+    def holds_stop(self, tokens: list[int]) -> bool:
+        """Whether one row's written tokens end in text holding a stop string."""
+        tail = self.tokenizer.decode(tokens[-self.window:], skip_special_tokens=True)
+        return any(s in tail for s in self.stop)
 
     def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
         tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_length, input_ids.shape[1] - self.window):],
