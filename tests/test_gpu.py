@@ -46,28 +46,35 @@ def test_distributed_strategy_presets_train_on_one_gpu(tmp_path, strategy):
     trained_lora(cfg)
 
 
+def bf16_loss_and_grads(model, batch: dict, **module_kwargs) -> tuple[float, torch.Tensor]:
+    """One bf16-autocast loss and its LoRA gradients (flattened), from a fixed LoRA initialisation."""
+    torch.manual_seed(0)
+    module = LoRAFineTuner(copy.deepcopy(model), LORA, {"lr": 1e-3}, **module_kwargs).cuda()
+    for name, p in module.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = module.loss(batch)
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.float().flatten() for p in module.parameters() if p.requires_grad])
+
+
+def assert_close_in_bf16(a: tuple[float, torch.Tensor], b: tuple[float, torch.Tensor]) -> None:
+    assert b[0] == pytest.approx(a[0], rel=1e-2)
+    assert torch.nn.functional.cosine_similarity(a[1], b[1], dim=0) > 0.99
+
+
 def test_fused_loss_matches_the_models_loss_under_bf16_autocast():
     cfg = compose_config("train", ["model=tiny_llama"]).model
     _, model = load_tokenizer_and_model(dict(cfg), CACHE_DIR)
     torch.manual_seed(0)
-    batch = {"input_ids": torch.randint(3, 1000, (4, 64), device="cuda")}
+    batch = {"input_ids": torch.randint(3, 1000, (4, 64))}
     batch["attention_mask"] = torch.ones_like(batch["input_ids"])
     batch["labels"] = batch["input_ids"].clone()
     batch["labels"][:, :10] = -100
-    losses, grads = [], []
-    for fused in (False, True):
-        torch.manual_seed(0)
-        module = LoRAFineTuner(copy.deepcopy(model), LORA, {"lr": 1e-3}, fused_loss=fused).cuda()
-        for name, p in module.named_parameters():
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.02)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = module.loss(batch)
-        loss.backward()
-        losses.append(loss.item())
-        grads.append(torch.cat([p.grad.float().flatten() for p in module.parameters() if p.requires_grad]))
-    assert losses[1] == pytest.approx(losses[0], rel=1e-2)
-    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+    assert_close_in_bf16(bf16_loss_and_grads(model, batch, fused_loss=False),
+                         bf16_loss_and_grads(model, batch, fused_loss=True))
 
 
 def test_evaluation_runs_on_the_gpu(tmp_path):
@@ -89,3 +96,32 @@ def test_qlora_trains_an_adapter_on_a_4bit_base(tmp_path):
     overrides = TINY + ["trainer=gpu", "model.source=local", f"+model.path={base}", "model.quantization=4bit"]
     result = trained_lora(compose_config("train", overrides, tmp_path))
     assert result["settings"]["model"]["quantization"] == "4bit"
+
+
+def test_padding_free_batch_matches_the_padded_one_under_bf16_autocast():
+    """The per-example SDPA on CUDA kernels: loss and LoRA gradients as the right-padded batch's."""
+    from latent_traits.data.datamodule import collate_right_padded
+    from latent_traits.model.padding_free import collate_padding_free
+
+    cfg = compose_config("train", ["model=tiny_llama"]).model
+    tokenizer, model = load_tokenizer_and_model(dict(cfg), CACHE_DIR)
+    torch.manual_seed(0)
+    examples = [{"input_ids": ids, "labels": ids} for ids in
+                (torch.randint(3, 1000, (n,)).tolist() for n in (40, 17, 64, 9))]
+    assert_close_in_bf16(
+        bf16_loss_and_grads(model, collate_right_padded(examples, tokenizer.pad_token_id), padding_free=False),
+        bf16_loss_and_grads(model, collate_padding_free(examples), padding_free=True))
+
+
+def test_mixed_adapter_batches_on_the_gpu(tmp_path):
+    from eval_helpers import make_adapter
+
+    from latent_traits.eval.runner import evaluate_all
+
+    tiny = compose_config("train", ["model=tiny_llama"]).model
+    for source in ("imdb", "goat"):
+        make_adapter(tmp_path / "adapters", dict(tiny), source)
+    written = evaluate_all(compose_config("evaluate", ["model=tiny_llama", "target_task=[imdb,goat]", "eval.n=6",
+                                                       "eval.decoding.max_new_tokens_cap=8"], tmp_path))
+    records = [read_json(p) for p in written]
+    assert len(records) == 6 and all(r["timing"]["cells_decoded_together"] == 3 for r in records)
