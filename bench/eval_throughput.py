@@ -2,8 +2,10 @@
 lm-evaluation-harness, on the same grid (base + 4 adapters x imdb, amazon, goat, gsm8k), the same
 examples and prompts, greedy.
 
-1. framework: `python evaluate.py` (one resident base model, adapters switched in place, the whole
-   matrix in one process);
+1. framework: `python evaluate.py` (one resident base model, the whole matrix in one process; a
+   task's cells for all adapters decoded in shared batches, eval.mixed_adapter_batches=true);
+   framework_per_cell: the same with eval.mixed_adapter_batches=false (cell after cell, adapters
+   switched in place);
 2. reload: one process that loads a fresh base model and adapter for every cell, then runs the same
    decoding code (latent_traits.eval.cells.run_cell, same batch size and settings);
 3. lm-eval: `python -m lm_eval run --model hf --model_args pretrained=<model>,peft=<adapter>` once per
@@ -16,7 +18,7 @@ Four adapters of the embedded model are needed: trained once with a tiny budget 
 (`python train.py -m source_dataset=imdb,amazon,goat,gsm8k trainer.max_steps=8 logger=none
 paths.artifacts_dir=artifacts/bench`). Needs `pip install -e '.[bench]'` (lm-eval==0.4.13).
 
-    python bench/eval_throughput.py [--n 32] [--repeats 2] [--cap 96] [--threads 1] [--methods framework,reload,lm_eval]
+    python bench/eval_throughput.py [--n 32] [--repeats 2] [--cap 96] [--threads 1] [--methods framework,framework_per_cell,reload,lm_eval]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 MODEL = "smollm2_135m"
 TASKS = ["imdb", "amazon", "goat", "gsm8k"]
-METHODS = ("framework", "reload", "lm_eval")
+METHODS = ("framework", "framework_per_cell", "reload", "lm_eval")
 SOURCES = "imdb,amazon,goat,gsm8k"
 THREADS_ENV: dict[str, str] = {}  # set from --threads: the same for every method
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -108,9 +110,10 @@ def measured(command: list[str], log: Path) -> dict:
     return figures
 
 
-def run_framework(args, adapter_ids, out: Path) -> dict:
+def run_framework(args, adapter_ids, out: Path, mixed: bool = True) -> dict:
     command = [sys.executable, "evaluate.py", *eval_overrides(args, adapter_ids),
-               f"paths.eval_dir={out}/eval", f"hydra.run.dir={out}/hydra"]
+               f"paths.eval_dir={out}/eval", f"hydra.run.dir={out}/hydra",
+               f"eval.mixed_adapter_batches={str(mixed).lower()}"]
     return measured(command, out / "log.txt")
 
 
@@ -221,8 +224,8 @@ def main() -> None:
         for method in order:
             out = run_root / f"r{repeat}" / method
             print(f"repeat {repeat}: {method} ...", flush=True)
-            if method == "framework":
-                figures = run_framework(args, adapter_ids, out)
+            if method in ("framework", "framework_per_cell"):
+                figures = run_framework(args, adapter_ids, out, mixed=method == "framework")
                 predictions = read_rows(out / "eval" / MODEL, grid, inputs)
             elif method == "reload":
                 figures = run_reload(args, adapter_ids, out)
