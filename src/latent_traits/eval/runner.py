@@ -19,6 +19,7 @@ from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import run_cell, run_cells
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
 from latent_traits.eval.judge import build_judge, judge_identity, judge_metrics
+from latent_traits.eval.multi_lora import MixedModel, StackedAdapters, unstackable
 from latent_traits.eval.records import (
     BASE_ADAPTER_ID,
     SCHEMA_VERSION,
@@ -130,7 +131,13 @@ class ResidentModel:
         self.active = loaded[0]
         self.keep_only(set(loaded))
         self.peft.eval()
-        yield self.peft, names
+        why = unstackable(self.peft, loaded)
+        if why is not None:  # peft's own per-adapter routing: slower, same cells
+            log.info("Mixed adapter batches through peft's routing (not stacked: %s)", why)
+            yield self.peft, names
+            return
+        with StackedAdapters(self.peft, loaded) as stacked:
+            yield MixedModel(self.peft, stacked), names
 
     def keep_only(self, names: set[str]) -> None:
         """Unload every adapter but these (memory: one group's adapters at a time)."""

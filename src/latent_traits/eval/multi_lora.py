@@ -1,0 +1,132 @@
+"""Several LoRA adapters in one batch at the cost of one: each row through its own adapter.
+
+peft's mixed adapter batches (`adapter_names`) loop over the adapters in every LoRA module at
+every step (an index list, a gather, two products and a scatter each) and re-register a hook on
+every module at every forward pass: on a CPU, a decoding step of five adapters' rows costs far
+more than one adapter's. Here the group's adapters are stacked once per module: A as one
+(sum of ranks x in) matrix, B with each adapter's scaling folded in as one (out x sum of ranks)
+matrix. A row's LoRA term is then (x A^T * m) B^T, where m keeps the row's own adapter's rank
+block and zeroes the others (all of it for the base model's rows): two plain products per
+module, whatever the number of adapters. The extra work is the other adapters' (zeroed) rank
+columns, small beside the base weights at LoRA ranks.
+"""
+
+from __future__ import annotations
+
+from types import MethodType
+from typing import Any
+
+import torch
+
+BASE_ROW = "__base__"
+STACKABLE = frozenset({"Linear", "Linear4bit", "Linear8bitLt"})  # peft's LoRA linear layers
+
+
+def lora_layers(peft_model) -> list[Any]:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+
+
+def unstackable(peft_model, names: list[str]) -> str | None:
+    """Why these adapters cannot be stacked (then peft's own routing runs); None when they can."""
+    for layer in lora_layers(peft_model):
+        mine = [n for n in names if n in layer.lora_A]
+        if not mine:
+            continue
+        if type(layer).__name__ not in STACKABLE:
+            return f"a LoRA layer of type {type(layer).__name__}"
+        if any(n in getattr(layer, "lora_variant", {}) for n in mine):
+            return "an adapter with a LoRA variant (DoRA, ...)"
+        if any(getattr(layer, "lora_bias", {}).get(n) for n in mine):
+            return "an adapter with a LoRA bias"
+    return None
+
+
+class StackedAdapters:
+    """While active, every LoRA layer of `peft_model` runs the stacked forward for `names`;
+    `route(names_per_row)` sets which adapter each row of the next forward pass uses."""
+
+    def __init__(self, peft_model, names: list[str]):
+        self.peft_model, self.names = peft_model, list(names)
+        self.mask: torch.Tensor | None = None
+        self.layers = [layer for layer in lora_layers(peft_model) if any(n in layer.lora_A for n in names)]
+        widths = []
+        for layer in self.layers:
+            blocks_a, blocks_b, layer_widths = [], [], []
+            ref = layer.get_base_layer()
+            out_features, in_features = ref.out_features, ref.in_features
+            for name in self.names:
+                if name in layer.lora_A:
+                    a = layer.lora_A[name].weight
+                    b = layer.lora_B[name].weight * layer.scaling[name]
+                else:  # this adapter does not touch this module: a zero-width block
+                    a = layer.lora_A[next(iter(layer.lora_A))].weight.new_zeros(0, in_features)
+                    b = a.new_zeros(out_features, 0)
+                blocks_a.append(a)
+                blocks_b.append(b)
+                layer_widths.append(a.shape[0])
+            layer._stacked_a = torch.cat(blocks_a, 0).detach()
+            layer._stacked_b = torch.cat(blocks_b, 1).detach()
+            layer._stacked_owner = self
+            widths.append(layer_widths)
+        self.widths = widths
+
+    def __enter__(self) -> StackedAdapters:
+        for layer in self.layers:
+            layer.forward = MethodType(stacked_forward, layer)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for layer in self.layers:
+            del layer.forward  # back to the class's forward
+            del layer._stacked_a, layer._stacked_b, layer._stacked_owner
+        self.mask = None
+
+    def route(self, names_per_row: list[str]) -> None:
+        """One adapter per row (BASE_ROW: the base model): the masks for the next pass."""
+        index = {name: i for i, name in enumerate(self.names)}
+        unknown = sorted({n for n in names_per_row if n != BASE_ROW and n not in index})
+        if unknown:
+            raise ValueError(f"rows routed to adapters not in this group: {unknown}")
+        rows = [index.get(n, -1) for n in names_per_row]
+        self.masks = {}
+        for layer, layer_widths in zip(self.layers, self.widths, strict=True):
+            key = tuple(layer_widths)
+            if key not in self.masks:  # most layers share one rank layout
+                ends = torch.tensor(layer_widths).cumsum(0)
+                starts = ends - torch.tensor(layer_widths)
+                col = torch.arange(int(ends[-1]) if len(ends) else 0)
+                owner = torch.tensor(rows)
+                keep = ((col[None] >= starts[owner.clamp(min=0)][:, None])
+                        & (col[None] < ends[owner.clamp(min=0)][:, None]) & (owner[:, None] >= 0))
+                self.masks[key] = keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :]
+            layer._stacked_mask = self.masks[key]
+
+
+def stacked_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """A LoRA linear layer's forward with the group's adapters stacked (see the module docstring)."""
+    kwargs.pop("adapter_names", None)
+    result = self.base_layer(x, *args, **kwargs)
+    a, b = self._stacked_a, self._stacked_b
+    if a.shape[0] == 0:
+        return result
+    h = (x.to(a.dtype) @ a.T) * self._stacked_mask  # (rows, tokens, sum of ranks), others zeroed
+    return result + (h @ b.T).to(result.dtype)
+
+
+class MixedModel:
+    """The peft model as decoding calls it, with rows routed through stacked adapters: a call's
+    `adapter_names` (one per row) set the masks, then the underlying causal LM runs (peft's
+    per-forward hook registration bypassed)."""
+
+    def __init__(self, peft_model, stacked: StackedAdapters):
+        self.peft_model, self.stacked = peft_model, stacked
+        self.causal_lm = peft_model.get_base_model()
+
+    def __call__(self, *args, adapter_names: list[str], **kwargs):
+        self.stacked.route(adapter_names)
+        return self.causal_lm(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # parameters(), config, ...
+        return getattr(self.peft_model, name)

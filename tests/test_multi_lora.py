@@ -1,0 +1,69 @@
+"""Stacked adapters: each row through its own adapter, as peft's mixed adapter batches compute it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from latent_traits.eval.multi_lora import BASE_ROW, MixedModel, StackedAdapters, unstackable
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+# different ranks, scalings (rsLoRA) and target modules: the stacks must line up anyway
+CONFIGS = {
+    "a": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    "b": LoraConfig(r=2, lora_alpha=16, use_rslora=True, target_modules=["v_proj", "down_proj"],
+                    init_lora_weights=False),
+    "c": LoraConfig(r=8, lora_alpha=4, target_modules=["q_proj", "k_proj", "o_proj", "up_proj"],
+                    init_lora_weights=False),
+}
+
+
+@pytest.fixture(scope="module")
+def peft_model(tiny_tokenizer_and_model):
+    _, model = tiny_tokenizer_and_model
+    torch.manual_seed(0)
+    peft = None
+    for name, config in CONFIGS.items():
+        if peft is None:
+            peft = get_peft_model(copy.deepcopy(model), config, adapter_name=name)
+        else:
+            peft.add_adapter(name, config)
+    assert isinstance(peft, PeftModel)
+    return peft.eval()
+
+
+def test_stacked_rows_equal_peft_mixed_adapter_batches(peft_model):
+    torch.manual_seed(1)
+    input_ids = torch.randint(3, 1000, (6, 11))
+    rows = ["a", "b", BASE_ROW, "c", "a", BASE_ROW]
+    with torch.no_grad():
+        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
+        with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
+            got = MixedModel(peft_model, stacked)(input_ids=input_ids, adapter_names=rows).logits
+        with peft_model.disable_adapter():
+            base = peft_model(input_ids=input_ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got[0], base[0], atol=1e-3)  # the adapters really change the rows
+    torch.testing.assert_close(got[2], base[2], rtol=1e-5, atol=1e-5)
+
+
+def test_layers_get_their_own_forward_back(peft_model):
+    layer = next(m for m in peft_model.modules() if hasattr(m, "lora_A") and "a" in m.lora_A)
+    with StackedAdapters(peft_model, ["a", "c"]):
+        assert "forward" in vars(layer)
+    assert "forward" not in vars(layer) and not hasattr(layer, "_stacked_a")
+
+
+def test_a_row_routed_to_an_adapter_outside_the_group_is_refused(peft_model):
+    with StackedAdapters(peft_model, ["a"]) as stacked, pytest.raises(ValueError, match=r"\['b'\]"):
+        stacked.route(["a", "b"])
+
+
+def test_dora_adapters_are_left_to_peft(tiny_tokenizer_and_model):
+    _, model = tiny_tokenizer_and_model
+    peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], use_dora=True),
+                          adapter_name="d")
+    assert "variant" in unstackable(peft, ["d"])
