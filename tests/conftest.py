@@ -54,3 +54,14 @@ def tiny_tokenizer_and_model(tiny_model_cfg):
     tokenizer, model = load_tokenizer_and_model(tiny_model_cfg, CACHE_DIR)
     tokenizer.padding_side = "left"
     return tokenizer, model.eval()
+
+
+def assert_lora_grads_close(grads: dict, reference: dict) -> None:
+    """Every LoRA gradient non-zero and equal to the reference's up to fp32 summation order."""
+    import torch
+
+    assert set(grads) == set(reference)
+    for name, grad in grads.items():
+        assert grad.abs().sum() > 0, name
+        scale = float(reference[name].abs().max())
+        torch.testing.assert_close(grad, reference[name], rtol=1e-4, atol=1e-4 * scale)
