@@ -117,6 +117,8 @@ class StepTimer:
         self.real_tokens = self.padded_tokens = self.attention_square = 0
 
     def begin(self, batch):
+        from latent_traits.model.padding_free import batch_tokens
+
         self.step += 1
         if self.step == self.warmup + 1:
             sync(self.device)
@@ -124,13 +126,10 @@ class StepTimer:
         if self.step > self.warmup:
             if "cu_seq_lens_q" in batch:  # padding-free: one row, attention within each example
                 spans = batch["cu_seq_lens_q"].diff().tolist()
-                self.real_tokens += sum(spans)
-                self.padded_tokens += sum(spans)
             else:
-                mask = batch["attention_mask"]
-                spans = [mask.shape[1]] * mask.shape[0]
-                self.real_tokens += int(mask.sum())
-                self.padded_tokens += int(mask.numel())
+                spans = [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0]
+            self.real_tokens += batch_tokens(batch)
+            self.padded_tokens += int(batch["input_ids"].numel())
             self.attention_square += sum(n * n for n in spans)  # attention work: length^2 per span
 
     def end(self):

@@ -15,6 +15,7 @@ from latent_traits.data.datamodule import IGNORE_INDEX, collate_right_padded
 from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import (
     ATTENTION_NAME,
+    batch_examples,
     collate_padding_free,
     padding_free_unsupported,
     varlen_sdpa_attention,
@@ -44,7 +45,7 @@ def test_collate_lays_examples_end_to_end_with_restarting_positions():
     assert packed["cu_seq_lens_q"].tolist() == packed["cu_seq_lens_k"].tolist() == [0, 9, 13, 26]
     assert packed["cu_seq_lens_q"].dtype == torch.int32  # what flash-attention kernels take
     assert packed["max_length_q"] == packed["max_length_k"] == 13
-    assert packed["n_examples"] == 3
+    assert batch_examples(packed) == 3
     labels = packed["labels"][0].tolist()
     # each example's first label is dropped (the previous example's last token must not predict it)
     assert labels[0] == labels[9] == labels[13] == IGNORE_INDEX

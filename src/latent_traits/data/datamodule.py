@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, Sampler
 from latent_traits.data.prompts import format_prompt, truncate_input
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
+from latent_traits.model.fused_loss import IGNORE_INDEX
 from latent_traits.model.padding_free import collate_padding_free
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
 # full: prompt + answer (the authors); response: answer + eos; label: the label (classification)
 # or the final answer's tokens (generation) only; all_but_label: everything except those tokens
 LOSS_SPANS = ("full", "response", "label", "all_but_label")

@@ -13,12 +13,7 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 
 from latent_traits.errors import LatentTraitsError
 from latent_traits.model.fused_loss import causal_lm_loss, fused_loss_unsupported
-from latent_traits.model.padding_free import (
-    batch_examples,
-    batch_tokens,
-    enable_padding_free,
-    model_inputs,
-)
+from latent_traits.model.padding_free import batch_examples, batch_tokens, enable_padding_free
 
 log = logging.getLogger(__name__)
 PEFT_TASK_TYPE = "CAUSAL_LM"
@@ -65,12 +60,12 @@ class LoRAFineTuner(L.LightningModule):
         self._step_started = time.perf_counter()
 
     def forward(self, **batch):
-        return self.model(**model_inputs(batch))
+        return self.model(**batch)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.fused_loss:
             return causal_lm_loss(self.model.get_base_model(), batch)
-        return self.model(**model_inputs(batch)).loss
+        return self.model(**batch).loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)

@@ -73,7 +73,7 @@ def enable_padding_free(causal_lm: Any) -> None:
 def collate_padding_free(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
     """One row of the batch's examples end to end: position ids restart per example, and each
     example's first label is ignored (in a padded row no position predicts it; here the previous
-    example's last token would). `n_examples` stands in for the padded batch's row count."""
+    example's last token would)."""
     lengths = [len(item["input_ids"]) for item in batch]
     input_ids = torch.tensor([t for item in batch for t in item["input_ids"]], dtype=torch.long)
     labels = torch.tensor([t for item in batch for t in item["labels"]], dtype=torch.long)
@@ -82,12 +82,7 @@ def collate_padding_free(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
     positions = torch.cat([torch.arange(n) for n in lengths])
     return {"input_ids": input_ids[None], "labels": labels[None], "position_ids": positions[None],
             "cu_seq_lens_q": starts, "cu_seq_lens_k": starts,
-            "max_length_q": max(lengths), "max_length_k": max(lengths), "n_examples": len(batch)}
-
-
-def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The keywords the model's forward takes from a training batch (padded or padding-free)."""
-    return {k: v for k, v in batch.items() if k != "n_examples"}
+            "max_length_q": max(lengths), "max_length_k": max(lengths)}
 
 
 def batch_tokens(batch: dict[str, Any]) -> int:
@@ -97,4 +92,6 @@ def batch_tokens(batch: dict[str, Any]) -> int:
 
 
 def batch_examples(batch: dict[str, Any]) -> int:
-    return int(batch.get("n_examples", batch["input_ids"].shape[0]))
+    """Examples in a training batch: its rows, or a padding-free row's segments."""
+    bounds = batch.get("cu_seq_lens_q")
+    return len(bounds) - 1 if bounds is not None else int(batch["input_ids"].shape[0])
