@@ -2,7 +2,7 @@
 
 A cell is one model (the base or an adapter) on one task. `run_cells` decodes several adapters'
 cells of one task together: every example once per adapter, length-sorted into shared batches,
-each row routed through its own adapter (peft's mixed adapter batches, `adapter_names`), so a
+each row routed through its own adapter (by `adapter_names`: runner.ResidentModel.use_mixed), so a
 resident base model fills its batches across the matrix instead of cell by cell."""
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ log-probabilities it derives both decisions the study uses:
 - constrained choice: greedy token by token among the label strings, as vLLM's guided choice;
 - log-likelihood ranking: the label with the highest total log-probability.
 
-Every model call passes on `routing` keywords (peft's `adapter_names`, one adapter per row), so a
-batch can hold several adapters' rows.
+Every model call passes on `routing` keywords (`adapter_names`, one adapter per row), so a batch
+can hold several adapters' rows.
 """
 
 from __future__ import annotations

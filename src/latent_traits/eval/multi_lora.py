@@ -48,8 +48,7 @@ class StackedAdapters:
     `route(names_per_row)` sets which adapter each row of the next forward pass uses."""
 
     def __init__(self, peft_model, names: list[str]):
-        self.peft_model, self.names = peft_model, list(names)
-        self.mask: torch.Tensor | None = None
+        self.names = list(names)
         self.layers = [layer for layer in lora_layers(peft_model) if any(n in layer.lora_A for n in names)]
         widths = []
         for layer in self.layers:
@@ -68,7 +67,6 @@ class StackedAdapters:
                 layer_widths.append(a.shape[0])
             layer._stacked_a = torch.cat(blocks_a, 0).detach()
             layer._stacked_b = torch.cat(blocks_b, 1).detach()
-            layer._stacked_owner = self
             widths.append(layer_widths)
         self.widths = widths
 
@@ -80,8 +78,8 @@ class StackedAdapters:
     def __exit__(self, *exc) -> None:
         for layer in self.layers:
             del layer.forward  # back to the class's forward
-            del layer._stacked_a, layer._stacked_b, layer._stacked_owner
-        self.mask = None
+            del layer._stacked_a, layer._stacked_b
+            layer.__dict__.pop("_stacked_mask", None)  # the last pass's routing
 
     def route(self, names_per_row: list[str]) -> None:
         """One adapter per row (BASE_ROW: the base model): the masks for the next pass."""
@@ -90,18 +88,18 @@ class StackedAdapters:
         if unknown:
             raise ValueError(f"rows routed to adapters not in this group: {unknown}")
         rows = [index.get(n, -1) for n in names_per_row]
-        self.masks = {}
+        masks: dict[tuple[int, ...], torch.Tensor] = {}
         for layer, layer_widths in zip(self.layers, self.widths, strict=True):
             key = tuple(layer_widths)
-            if key not in self.masks:  # most layers share one rank layout
+            if key not in masks:  # most layers share one rank layout
                 ends = torch.tensor(layer_widths).cumsum(0)
                 starts = ends - torch.tensor(layer_widths)
                 col = torch.arange(int(ends[-1]) if len(ends) else 0)
                 owner = torch.tensor(rows)
                 keep = ((col[None] >= starts[owner.clamp(min=0)][:, None])
                         & (col[None] < ends[owner.clamp(min=0)][:, None]) & (owner[:, None] >= 0))
-                self.masks[key] = keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :]
-            layer._stacked_mask = self.masks[key]
+                masks[key] = keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :]
+            layer._stacked_mask = masks[key]
 
 
 def stacked_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -90,7 +90,6 @@ class ResidentModel:
     def __init__(self, base_model):
         self.base = base_model
         self.peft = None
-        self.active: str | None = None
 
     @contextlib.contextmanager
     def use(self, adapter: Adapter) -> Iterator[Any]:
@@ -104,7 +103,6 @@ class ResidentModel:
         name = self.load(adapter)
         self.peft.set_adapter(name)
         self.keep_only({name})
-        self.active = name
         self.peft.eval()
         yield self.peft
 
@@ -128,7 +126,6 @@ class ResidentModel:
         if not loaded:
             raise LatentTraitsError("mixed adapter batches need at least one adapter")
         self.peft.set_adapter(loaded[0])  # rows are routed by name; the active one is never deleted
-        self.active = loaded[0]
         self.keep_only(set(loaded))
         self.peft.eval()
         why = unstackable(self.peft, loaded)
