@@ -75,9 +75,8 @@ def ensure_adapters(args) -> list:
 def grid_inputs(cfg, tokenizer):
     """(spec, examples, prompt strings) per task, loaded exactly as evaluate.py loads them."""
     from latent_traits.config import target_specs
-    from latent_traits.data.datamodule import encode_prompt
     from latent_traits.data.load import load_examples
-    from latent_traits.data.prompts import format_prompt, truncate_input
+    from latent_traits.data.prompts import encode_prompt, format_prompt, truncate_input
 
     out = []
     for spec, entry in target_specs(cfg):

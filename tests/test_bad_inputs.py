@@ -14,9 +14,10 @@ from conftest import REPO, compose_config
 from omegaconf import OmegaConf
 
 from latent_traits.config import check_against_model, check_config
-from latent_traits.data.datamodule import SourceDataModule, encode_prompts_within
+from latent_traits.data.datamodule import SourceDataModule
 from latent_traits.data.labels import canonical_label
 from latent_traits.data.load import load_examples
+from latent_traits.data.prompts import encode_prompts_within
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 

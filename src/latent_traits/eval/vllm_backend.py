@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from latent_traits.data.datamodule import encode_prompt
+from latent_traits.data.prompts import encode_prompt
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import (

@@ -30,6 +30,7 @@ from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import padding_free_unsupported
 from latent_traits.redact import redact
 from latent_traits.rerun import task_overrides, train_command
+from latent_traits.train import TRAIN_RESULT
 from latent_traits.train.checkpoints import (
     checkpoint_callbacks,
     checkpoint_dir,
@@ -38,7 +39,6 @@ from latent_traits.train.checkpoints import (
 )
 
 log = logging.getLogger(__name__)
-TRAIN_RESULT = "train_result.json"
 
 
 def adapter_id(cfg: DictConfig) -> str:
