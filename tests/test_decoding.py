@@ -10,7 +10,9 @@ import torch
 
 from latent_traits.eval.decoding import (
     LabelScores,
+    SharedPrefix,
     StopOnText,
+    common_prefix_length,
     constrained_choice,
     cut_at_stop,
     generate,
@@ -320,3 +322,135 @@ def test_constrained_choice_single_label_and_eos_ignored_for_longer_labels():
     # a strong eos after a long label does not matter when a shorter label is not complete there
     scores = LabelScores([[-0.5, -0.4], [-0.5, -0.3]], [0.0, -5.0])
     assert constrained_choice([[1, 2], [1, 3]], scores) == 1
+
+
+class CountingModel:
+    """The model, counting its forward passes and the rows and cache length of each."""
+
+    def __init__(self, model):
+        self.model, self.passes = model, []
+
+    def __call__(self, **kwargs):
+        cache = kwargs.get("past_key_values")
+        self.passes.append((kwargs["input_ids"].shape[0], 0 if cache is None else cache.get_seq_length()))
+        return self.model(**kwargs)
+
+    def parameters(self):
+        return self.model.parameters()
+
+
+def test_continuous_batching_writes_what_one_batch_writes_in_fewer_passes(tok_model):
+    """At most batch_size rows decode together; as rows stop, the next prompts join the running
+    batch (their caches left-padded into its cache). Every row's text equals the text it gets in
+    one batch of all prompts and alone, and the pool takes no more decoding steps than batches
+    run one after another (each as long as its longest row), and fewer over the batch sizes."""
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 9, seed=21, min_len=2, max_len=30) + real_prompts(tokenizer)
+    free = [tokenizer(t, add_special_tokens=False)["input_ids"]
+            for t in greedy_decode(model, tokenizer, prompts, 12, [tokenizer.eos_token_id], [])]
+    # the tiny random model repeats one token per row: stop strings of 2, 4 and 7 repeats make
+    # rows stop at different steps
+    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:4]), tokenizer.decode(free[5][:7])]
+    stop_ids = [tokenizer.eos_token_id]
+    together = greedy_decode(model, tokenizer, prompts, 12, stop_ids, stop)
+    alone = [greedy_decode(model, tokenizer, [p], 12, stop_ids, stop)[0] for p in prompts]
+    assert together == alone
+    assert len({len(t) for t in together}) > 2  # ragged: rows stop at different steps
+    steps = {}
+    for batch_size in (2, 3, 5):
+        pool = CountingModel(model)
+        assert greedy_decode(pool, tokenizer, prompts, 12, stop_ids, stop, batch_size=batch_size) == together
+        assert max(rows for rows, _ in pool.passes) <= batch_size
+        joined = [i for i, (_, cached) in enumerate(pool.passes) if cached == 0][1:]
+        assert any(pool.passes[i - 1][0] > 0 and pool.passes[i + 1][1] > 0 for i in joined)  # joined mid-run
+        one_by_one = CountingModel(model)
+        for start in range(0, len(prompts), batch_size):  # batches one after another
+            greedy_decode(one_by_one, tokenizer, prompts[start:start + batch_size], 12, stop_ids, stop)
+        steps[batch_size] = [sum(cached > 0 for _, cached in m.passes) for m in (pool, one_by_one)]
+    assert all(mine <= theirs for mine, theirs in steps.values()), steps
+    assert sum(mine for mine, _ in steps.values()) < sum(theirs for _, theirs in steps.values()), steps
+
+
+def test_rows_keep_their_adapters_through_joins_and_drops(tok_model):
+    """Each row's adapter name travels with it as rows join the running batch and leave it: a
+    stand-in for routing makes adapter k's rows write token T_k; adapter 0's token is a stop
+    token, so its rows leave after one token while the others run on."""
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 8, seed=4, min_len=3, max_len=20)
+    names = [f"adapter{i % 3}" for i in range(len(prompts))]
+    token_of = {f"adapter{k}": tokenizer(word, add_special_tokens=False)["input_ids"][0]
+                for k, word in enumerate(["stop", " yes", " no"])}
+
+    class Routed(CountingModel):
+        def __call__(self, adapter_names, **kwargs):
+            self.passes.append(list(adapter_names))
+            out = self.model(**kwargs)
+            for row, name in enumerate(adapter_names):
+                out.logits[row, -1, token_of[name]] = 1e4
+            return out
+
+    routed = Routed(model)
+    texts = greedy_decode(routed, tokenizer, prompts, 5, [tokenizer.eos_token_id, token_of["adapter0"]], [],
+                          batch_size=3, adapter_names=names)
+    want = {name: tokenizer.decode([t] if name == "adapter0" else [t] * 5, skip_special_tokens=True)
+            for name, t in token_of.items()}
+    assert texts == [want[n] for n in names]
+    assert max(len(p) for p in routed.passes) <= 3 and len(set(map(tuple, routed.passes))) > 2
+
+
+def test_common_prefix_leaves_each_prompt_a_token_of_its_own():
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4, 5]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1  # the shorter keeps its last token
+    assert common_prefix_length([[1, 2, 3]]) == 2
+    assert common_prefix_length([[7, 2], [1, 2]]) == 0
+    assert common_prefix_length([]) == 0
+
+
+def instruction_prompts(tokenizer, n: int, seed: int) -> list[list[int]]:
+    head = tokenizer("What is the sentiment of the following review? Answer with a rating.\n",
+                     add_special_tokens=False)["input_ids"]
+    return [head + tail for tail in random_prompts(tokenizer, n, seed=seed, min_len=1, max_len=18)]
+
+
+def test_a_shared_prefix_run_once_gives_the_whole_prompts_scores(tok_model):
+    """Label scores after the instruction's cache (run once) equal those of the whole prompts, for
+    single- and multi-token labels, at a fraction of the tokens."""
+    tokenizer, model = tok_model
+    prompts = instruction_prompts(tokenizer, 6, seed=13)
+    shared = common_prefix_length(prompts)
+    assert shared >= 10
+    for labels in LABEL_SETS.values():
+        label_tokens = encode_labels(tokenizer, labels)
+        whole, after = CountingTokens(model), CountingTokens(model)
+        want = score_labels(whole, prompts, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id)
+        prefix = SharedPrefix(after, prompts[0][:shared], None)
+        got = score_labels(after, prompts, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id,
+                           prefix=prefix)
+        for g, w in zip(got, want, strict=True):
+            assert_scores_close(g, w, atol=1e-5)
+            assert constrained_choice(label_tokens, g) == constrained_choice(label_tokens, w)
+            assert loglik_choice(g) == loglik_choice(w)
+        assert after.tokens < whole.tokens - (len(prompts) - 2) * shared  # the prefix ran once
+
+
+def test_greedy_decoding_after_a_shared_prefix_writes_the_same_texts(tok_model):
+    tokenizer, model = tok_model
+    prompts = instruction_prompts(tokenizer, 7, seed=3)
+    prefix = SharedPrefix(model, prompts[0][:common_prefix_length(prompts)], None)
+    stop_ids = [tokenizer.eos_token_id]
+    want = greedy_decode(model, tokenizer, prompts, 8, stop_ids, [])
+    assert len(set(want)) > 1
+    for batch_size in (None, 3):  # joins carry the prefix columns along
+        assert greedy_decode(model, tokenizer, prompts, 8, stop_ids, [], batch_size=batch_size, prefix=prefix) == want
+
+
+class CountingTokens(CountingModel):
+    """The model, counting the tokens it is fed."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.tokens = 0
+
+    def __call__(self, **kwargs):
+        self.tokens += kwargs["input_ids"].numel()
+        return self.model(**kwargs)

@@ -71,6 +71,29 @@ def test_mixed_batches_give_the_cells_one_at_a_time_gives(tmp_path, one_at_a_tim
     assert together == ([4] * 12 if per_batch == 8 else [1] * 3 + [3] * 9)
 
 
+@pytest.mark.parametrize("share", [True, False])
+def test_the_shared_prompt_prefix_changes_no_cell(tmp_path, one_at_a_time, monkeypatch, share):
+    """With eval.share_prompt_prefix (the default) the tokens all of a task's prompts start with
+    (amazon's instruction) run once per group of adapters; false runs every prompt whole. Both give
+    the cells one at a time gives."""
+    import latent_traits.eval.cells as cells
+
+    real, prefixes = cells.SharedPrefix, []
+
+    def spy(model, ids, names):
+        prefixes.append((len(ids), names))
+        return real(model, ids, names)
+
+    monkeypatch.setattr(cells, "SharedPrefix", spy)
+    make_adapters(tmp_path)
+    evaluate_all(compose_config("evaluate", [*EVAL, f"eval.share_prompt_prefix={str(share).lower()}"], tmp_path))
+    assert_same_cells(read_cells(tmp_path / "eval"), one_at_a_time)
+    if share:  # amazon's and imdb's instructions, once for the base model and the three adapters
+        assert len(prefixes) == 2 and all(n >= 10 and len(names) == 4 for n, names in prefixes), prefixes
+    else:
+        assert prefixes == []
+
+
 def test_a_job_killed_between_groups_resumes_cell_by_cell(tmp_path, one_at_a_time, monkeypatch):
     make_adapters(tmp_path)
     real, calls = runner.run_cells, []

@@ -50,6 +50,26 @@ def test_stacked_rows_equal_peft_mixed_adapter_batches(peft_model):
     torch.testing.assert_close(got[2], base[2], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [["c", "c", "c"], ["b", "c", "b"], [BASE_ROW, BASE_ROW]])
+def test_a_pass_runs_only_the_rank_columns_its_rows_use(peft_model, rows):
+    """A batch of one adapter's rows (or the base model's only) runs that adapter's rank alone
+    (or no LoRA product), and still gives peft's rows."""
+    torch.manual_seed(2)
+    input_ids = torch.randint(3, 1000, (len(rows), 7))
+    used = [n for n in CONFIGS if n in rows]
+    with torch.no_grad():
+        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
+        with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
+            got = MixedModel(peft_model, stacked)(input_ids=input_ids, adapter_names=rows).logits
+            order = list(CONFIGS)
+            first, last = (order.index(used[0]), order.index(used[-1])) if used else (0, -1)
+            spans = [(layer._stacked_span.stop - layer._stacked_span.start, sum(layer_widths[first:last + 1]))
+                     for layer, layer_widths in zip(stacked.layers, stacked.widths, strict=True)]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert all(ran == should for ran, should in spans), spans
+    assert sum(ran for ran, _ in spans) < sum(sum(w) for w in stacked.widths)  # fewer than all stacked
+
+
 def test_layers_get_their_own_forward_back(peft_model):
     layer = next(m for m in peft_model.modules() if hasattr(m, "lora_A") and "a" in m.lora_A)
     with StackedAdapters(peft_model, ["a", "c"]):

@@ -12,11 +12,18 @@ from typing import Any
 
 from tqdm import tqdm
 
-from latent_traits.data.datamodule import encode_prompts_within
+from latent_traits.data.prompts import encode_prompts_within
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.code import SandboxSettings, execute_against_reference, score_code_match
-from latent_traits.eval.decoding import constrained_choice, generate, loglik_choice, score_labels
+from latent_traits.eval.decoding import (
+    SharedPrefix,
+    common_prefix_length,
+    constrained_choice,
+    generate,
+    loglik_choice,
+    score_labels,
+)
 from latent_traits.eval.metrics import classification_metrics, code_metrics, numeric_metrics
 from latent_traits.eval.scorers import reference_answer, score_numeric
 
@@ -34,7 +41,7 @@ class Rows:
     example index), adapter-major; batches are length-sorted over all entries."""
 
     def __init__(self, adapters: list[str | None], prompts: list[list[int]], batch_size: int):
-        self.adapters, self.prompts = adapters, prompts
+        self.adapters, self.prompts, self.batch_size = adapters, prompts, batch_size
         self.entries = [(a, i) for a in range(len(adapters)) for i in range(len(prompts))]
         self.batches = length_sorted_batches([len(prompts[i]) for _, i in self.entries], batch_size)
         self.rows: list[list[dict[str, Any] | None]] = [[None] * len(prompts) for _ in adapters]
@@ -52,7 +59,7 @@ class Rows:
 
 
 def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], table: Rows, mode: str,
-                       progress: Callable) -> None:
+                       progress: Callable, prefix: SharedPrefix | None = None) -> None:
     if mode not in CLASSIFICATION_MODES:
         raise LatentTraitsError(f"eval.decoding.classification={mode!r}: use constrained or loglik")
     labels = list(spec.labels)
@@ -60,7 +67,7 @@ def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], t
     for batch in progress(table.batches):
         prompts, routing = table.batch(batch)
         scores = score_labels(model, prompts, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id,
-                              **routing)
+                              prefix=prefix, **routing)
         for k, s in zip(batch, scores, strict=True):
             chosen = labels[constrained_choice(label_tokens, s) if mode == "constrained" else loglik_choice(s)]
             table.put(k, classification_row(examples[table.entries[k][1]], chosen,
@@ -113,53 +120,67 @@ def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, A
 
 
 def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table: Rows,
-                   decoding: dict[str, Any], progress: Callable, code: dict[str, Any] | None = None) -> None:
-    seed = decoding.get("seed")
+                   decoding: dict[str, Any], progress: Callable, code: dict[str, Any] | None = None,
+                   prefix: SharedPrefix | None = None) -> None:
+    seed, sampled = decoding.get("seed"), bool(decoding.get("do_sample", False))
     if seed is not None and table.adapters != [None]:
         raise LatentTraitsError("sampled cells are decoded one cell at a time (their seeds are per cell)")
-    for b, batch in enumerate(progress(table.batches)):
-        prompts, routing = table.batch(batch)
-        outputs = generate(
-            model, tokenizer, prompts, max_new_tokens=max_new_tokens(spec, decoding),
-            stop=list(spec.stop), do_sample=bool(decoding.get("do_sample", False)),
-            temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
-            seed=None if seed is None else int(seed) + b,  # per batch: batches are a fixed partition
-            **routing,
-        )
-        for k, text in zip(batch, outputs, strict=True):
-            table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
+    settings = {"max_new_tokens": max_new_tokens(spec, decoding), "stop": list(spec.stop), "do_sample": sampled,
+                "temperature": float(decoding.get("temperature", 1.0)), "top_p": float(decoding.get("top_p", 1.0))}
+    if sampled:  # one generate call per batch, seeded per batch: batches are a fixed partition
+        for b, batch in enumerate(progress(table.batches)):
+            prompts, routing = table.batch(batch)
+            outputs = generate(model, tokenizer, prompts, seed=None if seed is None else int(seed) + b,
+                               **settings, **routing)
+            for k, text in zip(batch, outputs, strict=True):
+                table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
+        return
+    order = [k for batch in table.batches for k in batch]  # longest prompts first
+    prompts, routing = table.batch(order)
+    with progress(None, total=len(order)) as bar:  # greedy: one continuously batched call
+        outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, on_row_done=bar.update,
+                           prefix=prefix, **settings, **routing)
+    for k, text in zip(order, outputs, strict=True):
+        table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
 
 
 def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: list[str | None], *,
               batch_size: int, max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
-              code: dict[str, Any] | None = None) -> list[tuple[list[dict], dict, str, int]]:
+              code: dict[str, Any] | None = None, share_prefix: bool = True) -> list[tuple[list[dict], dict, str, int]]:
     """One task's cells for each of `adapters` (peft adapter names, "__base__" for the base model;
     [None]: the one cell of whatever model is active), decoded in shared batches. Per adapter:
     (prediction rows, metrics, primary metric name, number of invalid outputs).
-    `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks."""
+    `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks.
+    `share_prefix`: the tokens all the task's prompts start with (its instruction) run once per
+    adapter, not once per row (greedy decoding and label scoring; sampling runs whole prompts)."""
     prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,  # room for the answer
                                     context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
                                     reserve=max_new_tokens(spec, decoding))
     table = Rows(adapters, prompts, batch_size)
 
-    def progress(batches):
-        return tqdm(batches, desc=desc or spec.name, unit="batch", leave=False)
+    def progress(batches, total=None):
+        return tqdm(batches, total=total, desc=desc or spec.name, unit="batch" if total is None else "row",
+                    leave=False)
 
+    shared = common_prefix_length(prompts) if share_prefix and not decoding.get("do_sample") else 0
+    prefix = SharedPrefix(model, prompts[0][:shared], None if table.adapters == [None] else table.adapters) \
+        if shared else None
     if spec.is_classification:
         run_classification(model, tokenizer, spec, examples, table,
-                           decoding.get("classification", "constrained"), progress)
+                           decoding.get("classification", "constrained"), progress, prefix)
     else:
-        run_generation(model, tokenizer, spec, examples, table, decoding, progress, code)
+        run_generation(model, tokenizer, spec, examples, table, decoding, progress, code, prefix)
     return [(rows, *cell_metrics(spec, rows)) for rows in table.rows]  # type: ignore[arg-type]
 
 
 def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_size: int,
              max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
-             code: dict[str, Any] | None = None) -> tuple[list[dict], dict, str, int]:
+             code: dict[str, Any] | None = None, share_prefix: bool = True) -> tuple[list[dict], dict, str, int]:
     """One cell on the active model: (prediction rows, metrics, primary metric name, number of
     invalid outputs)."""
     return run_cells(model, tokenizer, spec, examples, [None], batch_size=batch_size,
-                     max_input_tokens=max_input_tokens, decoding=decoding, desc=desc, code=code)[0]
+                     max_input_tokens=max_input_tokens, decoding=decoding, desc=desc, code=code,
+                     share_prefix=share_prefix)[0]
 
 
 def cell_metrics(spec: TaskSpec, rows: list[dict[str, Any]]) -> tuple[dict, str, int]:

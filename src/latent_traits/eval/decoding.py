@@ -51,15 +51,14 @@ def needs_eos(label_tokens: list[list[int]]) -> list[bool]:
 
 @torch.no_grad()
 def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]], pad_id: int,
-                 eos_id: int, **routing) -> list[LabelScores]:
+                 eos_id: int, prefix: SharedPrefix | None = None, **routing) -> list[LabelScores]:
     device = next(model.parameters()).device
-    input_ids, attention, positions = (t.to(device) for t in left_pad(prompts, pad_id))
     with_eos = needs_eos(label_tokens)
     # the tokens each label's pass feeds: its own but the last (whose log p the step before gives),
     # plus the last where end-of-text after it counts; a single-token label without that: none
     feeds = [tokens if eos else tokens[:-1] for tokens, eos in zip(label_tokens, with_eos, strict=True)]
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                use_cache=any(feeds), logits_to_keep=1, **routing)  # only the next-token logits
+    out, attention, positions = prompt_pass(model, prompts, pad_id, prefix, routing.get("adapter_names"),
+                                            use_cache=any(feeds))
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     last_pos = positions[:, -1:]
     batch = len(prompts)
@@ -81,6 +80,58 @@ def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]],
             if with_eos[j]:
                 eos_lps[b][j] = float(lps[b, len(tokens) - 1, eos_id])
     return [LabelScores(token_lps[b], eos_lps[b]) for b in range(batch)]
+
+
+def common_prefix_length(prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt shares, leaving each at least one of its own."""
+    if not prompts:
+        return 0
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
+class SharedPrefix:
+    """Tokens every prompt starts with (a task's instruction), run once per adapter: a batch's
+    rows start from their adapter's copy of its KV cache and run only their own tokens."""
+
+    @torch.no_grad()
+    def __init__(self, model, ids: list[int], names: list[str] | None):
+        device = next(model.parameters()).device
+        self.names = sorted(set(names)) if names else None
+        rows = len(self.names) if self.names else 1
+        out = model(input_ids=torch.tensor([ids] * rows, device=device), use_cache=True, logits_to_keep=1,
+                    **routing_keywords(self.names))
+        self.length, self.cache = len(ids), out.past_key_values
+
+    def cache_for(self, names: list[str] | None, rows: int):
+        """A KV cache for a batch of `rows` rows (routed by `names`), each its adapter's prefix."""
+        index = [self.names.index(n) for n in names] if self.names else [0] * rows
+        cache = copy.deepcopy(self.cache)
+        for layer in cache.layers:
+            layer.batch_select_indices(torch.tensor(index, device=layer.keys.device))
+        return cache
+
+
+def prompt_pass(model, prompts: list[list[int]], pad_id: int, prefix: SharedPrefix | None,
+                names: list[str] | None, use_cache: bool):
+    """Run a left-padded batch of prompts, after the shared prefix's cache where there is one:
+    (model output with next-token logits only, attention mask, position ids), the mask and
+    positions covering the prefix too."""
+    device = next(model.parameters()).device
+    skip = prefix.length if prefix else 0
+    input_ids, attention, positions = (t.to(device) for t in left_pad([p[skip:] for p in prompts], pad_id))
+    cache = None
+    if prefix is not None:
+        cache = prefix.cache_for(names, len(prompts))
+        attention = torch.cat([attention.new_ones(len(prompts), skip), attention], 1)
+        positions = positions + skip
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
+                use_cache=use_cache or cache is not None, logits_to_keep=1, **routing_keywords(names))
+    return out, attention, positions
 
 
 def constrained_choice(label_tokens: list[list[int]], scores: LabelScores) -> int:
@@ -112,14 +163,17 @@ def loglik_choice(scores: LabelScores) -> int:
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             seed: int | None = None, **routing) -> list[str]:
-    """Continue each prompt (one left-padded batch); cut each output at its first stop string.
-    Greedy decoding runs `greedy_decode`; sampling runs transformers' generate, and with a seed
-    reseeds torch's generators first, so the same call gives the same text."""
+             seed: int | None = None, batch_size: int | None = None, on_row_done=None,
+             prefix: SharedPrefix | None = None, **routing) -> list[str]:
+    """Continue each prompt; cut each output at its first stop string.
+    Greedy decoding runs `greedy_decode`, at most `batch_size` rows at a time (all by default),
+    in the order given, after `prefix` where one is given (every prompt starts with its tokens); sampling runs transformers' generate on the prompts as one left-padded
+    batch, and with a seed reseeds torch's generators first, so the same call gives the same text."""
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(tokenizer, stop)
     if not do_sample:
-        texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, **routing)
+        texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, batch_size=batch_size,
+                              on_row_done=on_row_done, prefix=prefix, **routing)
         return [cut_at_stop(text, stop) for text in texts]
     if seed is not None:
         torch.manual_seed(seed)  # every device's generator
@@ -152,43 +206,111 @@ def stop_token_ids(tokenizer, stop: list[str]) -> list[int]:
 
 @torch.no_grad()
 def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int],
-                  stop: list[str], **routing) -> list[str]:
-    """Greedy continuation of a left-padded batch that drops each row as it stops, so a batch
-    costs the tokens its rows write, not its longest row times its size (what transformers'
-    generate spends). A row stops at a stop token (kept, as generate keeps it; decoding skips
-    special tokens) or once its text holds a stop string; the texts are not yet cut at stops."""
-    device = next(model.parameters()).device
-    input_ids, attention, positions = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
-    names = routing.get("adapter_names")
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
-                logits_to_keep=1, **routing)
-    cache, position = out.past_key_values, positions[:, -1:]
-    rows = list(range(len(prompts)))  # the batch's row of each live position
+                  stop: list[str], batch_size: int | None = None, on_row_done=None,
+                  adapter_names: list[str] | None = None, prefix: SharedPrefix | None = None) -> list[str]:
+    """Greedy continuation with continuous batching: at most `batch_size` rows decode together;
+    each row leaves the batch and its KV cache as it stops, and once a quarter of the batch is free
+    the next prompts (in the order given) are run and join it. A decoding step reads every weight
+    whatever the number of rows, so a batch kept full writes its tokens in far fewer steps than
+    batches run one after another, each as long as its longest row (what transformers' generate
+    spends). A row stops at a stop token (kept, as generate keeps it; decoding skips special
+    tokens), once its text holds a stop string, or at max_new_tokens; the texts are not yet cut."""
+    if max_new_tokens < 1:
+        return [""] * len(prompts)
+    batch_size = batch_size or len(prompts)
+    refill_at = max(1, batch_size // 4)
+    pending = list(range(len(prompts)))
     written: list[list[int]] = [[] for _ in prompts]
     stopper = StopOnText(tokenizer, stop, 0) if stop else None
-    for step in range(max_new_tokens):
-        tokens = out.logits[:, -1].argmax(-1)
-        live = []
-        for i, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+    live: LiveRows | None = None
+
+    def stopped(row: int) -> bool:
+        tokens = written[row]
+        return (tokens[-1] in stop_ids or len(tokens) >= max_new_tokens
+                or bool(stopper and stopper.holds_stop(tokens)))
+
+    while pending or live is not None:
+        free = batch_size - (len(live.rows) if live else 0)
+        if pending and (live is None or free >= min(refill_at, len(pending)) and live.can_join):
+            joining = LiveRows.prefill(model, prompts, pending[:free], tokenizer.pad_token_id, adapter_names, prefix)
+            pending = pending[free:]
+        else:
+            joining, live = live.step(model), None
+        for row, token in zip(joining.rows, joining.tokens.tolist(), strict=True):
             written[row].append(token)
-            if token not in stop_ids and not (stopper and stopper.holds_stop(written[row])):
-                live.append(i)
-        if not live or step == max_new_tokens - 1:
-            break
-        if len(live) < len(rows):  # drop the rows that stopped, from the cache too
-            keep = torch.tensor(live, device=device)
-            for layer in cache.layers:
-                layer.batch_select_indices(keep)
-            rows, tokens, attention, position = ([rows[i] for i in live], tokens[keep], attention[keep],
-                                                 position[keep])
-            if names is not None:
-                names = [names[i] for i in live]
-        attention = torch.cat([attention, attention.new_ones(len(rows), 1)], 1)
-        position = position + 1
-        out = model(input_ids=tokens[:, None], attention_mask=attention, position_ids=position,
-                    past_key_values=cache, use_cache=True,
-                    **({"adapter_names": names} if names is not None else {}))
+        done = [i for i, row in enumerate(joining.rows) if stopped(row)]
+        for _ in done:
+            if on_row_done:
+                on_row_done()
+        joining = joining.without(done)
+        live = joining if live is None else live.merge(joining)
     return tokenizer.batch_decode(written, skip_special_tokens=True)
+
+
+class LiveRows:
+    """Rows decoding together: their KV cache (left-padded), attention mask, last positions, the
+    next token each feeds, and the adapter each is routed through (None: no routing)."""
+
+    def __init__(self, rows, cache, attention, position, tokens, names):
+        self.rows, self.cache, self.attention, self.position, self.tokens, self.names = (
+            rows, cache, attention, position, tokens, names)
+
+    @classmethod
+    def prefill(cls, model, prompts, rows: list[int], pad_id: int, adapter_names, prefix=None) -> LiveRows:
+        names = None if adapter_names is None else [adapter_names[r] for r in rows]
+        out, attention, positions = prompt_pass(model, [prompts[r] for r in rows], pad_id, prefix, names,
+                                                use_cache=True)
+        return cls(list(rows), out.past_key_values, attention, positions[:, -1:], out.logits[:, -1].argmax(-1),
+                   names)
+
+    def step(self, model) -> LiveRows:
+        """Feed each row's next token; the rows with the token after it."""
+        attention = torch.cat([self.attention, self.attention.new_ones(len(self.rows), 1)], 1)
+        position = self.position + 1
+        out = model(input_ids=self.tokens[:, None], attention_mask=attention, position_ids=position,
+                    past_key_values=self.cache, use_cache=True, **routing_keywords(self.names))
+        return LiveRows(self.rows, self.cache, attention, position, out.logits[:, -1].argmax(-1), self.names)
+
+    def without(self, drop: list[int]) -> LiveRows | None:
+        if not drop:
+            return self
+        dropped = set(drop)
+        keep = [i for i in range(len(self.rows)) if i not in dropped]
+        if not keep:
+            return None
+        index = torch.tensor(keep, device=self.tokens.device)
+        for layer in self.cache.layers:
+            layer.batch_select_indices(index)
+        return LiveRows([self.rows[i] for i in keep], self.cache, self.attention[index], self.position[index],
+                        self.tokens[index], None if self.names is None else [self.names[i] for i in keep])
+
+    @property
+    def can_join(self) -> bool:
+        """Whether other rows' caches can be joined to this one: plain dynamic layers only (a
+        sliding-window or quantized cache holds more than keys and values)."""
+        from transformers.cache_utils import DynamicLayer
+
+        return all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    def merge(self, other: LiveRows | None) -> LiveRows:
+        """One batch of both: caches and masks left-padded to a common length; columns no row
+        attends to any more are dropped from the front."""
+        if other is None:
+            return self
+        width = max(self.attention.shape[1], other.attention.shape[1])
+        pad = lambda t, dim: torch.nn.functional.pad(t, (0, 0) * (t.dim() - 1 - dim) + (width - t.shape[dim], 0))  # noqa: E731
+        attention = torch.cat([pad(self.attention, 1), pad(other.attention, 1)], 0)
+        first = int(attention.any(0).nonzero()[0])  # the first column any row attends to
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)], 0)[:, :, first:]
+            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)], 0)[:, :, first:]
+        names = None if self.names is None else self.names + other.names
+        return LiveRows(self.rows + other.rows, self.cache, attention[:, first:],
+                        torch.cat([self.position, other.position]), torch.cat([self.tokens, other.tokens]), names)
+
+
+def routing_keywords(names: list[str] | None) -> dict:
+    return {} if names is None else {"adapter_names": names}
 
 
 class StopOnText:

@@ -120,18 +120,18 @@ class HFJudge(Judge):
         return ids[-self.max_input_tokens:]
 
     def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        from latent_traits.eval.cells import length_sorted_batches
         from latent_traits.eval.decoding import generate
 
         prompts = [self.encode(m) for m in conversations]
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # little padding
+        with tqdm(total=len(prompts), desc="judge", unit="row", leave=False) as bar:
+            outputs = generate(self.model, self.tokenizer, [prompts[i] for i in order],
+                               max_new_tokens=self.max_new_tokens, stop=["</answer>"], batch_size=self.batch_size,
+                               on_row_done=bar.update)
         texts: list[str] = [""] * len(prompts)
-        for batch in tqdm(length_sorted_batches([len(p) for p in prompts], self.batch_size),
-                          desc="judge", unit="batch", leave=False):
-            outputs = generate(self.model, self.tokenizer, [prompts[i] for i in batch],
-                               max_new_tokens=self.max_new_tokens, stop=["</answer>"])
-            for i, text in zip(batch, outputs, strict=True):
-                # the stop string is cut off: put the closing tag back where an answer was opened
-                texts[i] = text + "</answer>" if "<answer>" in text.lower() else text
+        for i, text in zip(order, outputs, strict=True):
+            # the stop string is cut off: put the closing tag back where an answer was opened
+            texts[i] = text + "</answer>" if "<answer>" in text.lower() else text
         return texts
 
 

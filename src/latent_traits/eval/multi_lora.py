@@ -8,7 +8,8 @@ more than one adapter's. Here the group's adapters are stacked once per module: 
 matrix. A row's LoRA term is then (x A^T * m) B^T, where m keeps the row's own adapter's rank
 block and zeroes the others (all of it for the base model's rows): two plain products per
 module, whatever the number of adapters. The extra work is the other adapters' (zeroed) rank
-columns, small beside the base weights at LoRA ranks.
+columns, small beside the base weights at LoRA ranks, and only those from the first to the last
+adapter a pass uses: a batch of one adapter's rows runs that adapter's rank alone.
 """
 
 from __future__ import annotations
@@ -79,37 +80,42 @@ class StackedAdapters:
         for layer in self.layers:
             del layer.forward  # back to the class's forward
             del layer._stacked_a, layer._stacked_b
-            layer.__dict__.pop("_stacked_mask", None)  # the last pass's routing
+            for routing in ("_stacked_mask", "_stacked_span"):  # the last pass's
+                layer.__dict__.pop(routing, None)
 
     def route(self, names_per_row: list[str]) -> None:
-        """One adapter per row (BASE_ROW: the base model): the masks for the next pass."""
+        """One adapter per row (BASE_ROW: the base model): the masks for the next pass, over the
+        rank columns from the first to the last adapter the pass uses (none for base rows only)."""
         index = {name: i for i, name in enumerate(self.names)}
         unknown = sorted({n for n in names_per_row if n != BASE_ROW and n not in index})
         if unknown:
             raise ValueError(f"rows routed to adapters not in this group: {unknown}")
         rows = [index.get(n, -1) for n in names_per_row]
-        masks: dict[tuple[int, ...], torch.Tensor] = {}
+        used = [r for r in rows if r >= 0]
+        masks: dict[tuple[int, ...], tuple[slice, torch.Tensor | None]] = {}
         for layer, layer_widths in zip(self.layers, self.widths, strict=True):
             key = tuple(layer_widths)
             if key not in masks:  # most layers share one rank layout
                 ends = torch.tensor(layer_widths).cumsum(0)
                 starts = ends - torch.tensor(layer_widths)
-                col = torch.arange(int(ends[-1]) if len(ends) else 0)
+                span = slice(int(starts[min(used)]), int(ends[max(used)])) if used else slice(0, 0)
+                col = torch.arange(span.start, span.stop)
                 owner = torch.tensor(rows)
                 keep = ((col[None] >= starts[owner.clamp(min=0)][:, None])
                         & (col[None] < ends[owner.clamp(min=0)][:, None]) & (owner[:, None] >= 0))
-                masks[key] = keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :]
-            layer._stacked_mask = masks[key]
+                masks[key] = span, keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :]
+            layer._stacked_span, layer._stacked_mask = masks[key]
 
 
 def stacked_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """A LoRA linear layer's forward with the group's adapters stacked (see the module docstring)."""
     kwargs.pop("adapter_names", None)
     result = self.base_layer(x, *args, **kwargs)
-    a, b = self._stacked_a, self._stacked_b
-    if a.shape[0] == 0:
+    span = self._stacked_span
+    if span.stop == span.start:  # no row of this pass uses an adapter that touches this module
         return result
-    h = (x.to(a.dtype) @ a.T) * self._stacked_mask  # (rows, tokens, sum of ranks), others zeroed
+    a, b = self._stacked_a[span], self._stacked_b[:, span]
+    h = (x.to(a.dtype) @ a.T) * self._stacked_mask  # (rows, tokens, ranks), other adapters' zeroed
     return result + (h @ b.T).to(result.dtype)
 
 

@@ -39,7 +39,7 @@ from latent_traits.io import (
 from latent_traits.model.factory import load_tokenizer_and_model, resolve_device
 from latent_traits.redact import redact
 from latent_traits.rerun import CELL_SELECTION, cell_command, task_overrides
-from latent_traits.train.run import TRAIN_RESULT
+from latent_traits.train import TRAIN_RESULT
 
 log = logging.getLogger(__name__)
 TRAIN_COMMAND = "python train.py -m source_dataset=imdb,goat,gsm8k"
@@ -324,7 +324,8 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
         started = time.perf_counter()
         out = run_cell(model, state["tokenizer"], spec, examples, batch_size=cfg.eval.batch_size,
                        max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}")
+                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}",
+                       share_prefix=bool(cfg.eval.get("share_prompt_prefix", True)))
         return (*out, time.perf_counter() - started)
 
 
@@ -350,7 +351,8 @@ def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[tuple]) -
         started = time.perf_counter()
         outs = run_cells(model, state["tokenizer"], spec, examples, names, batch_size=cfg.eval.batch_size,
                          max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                         code=settings.get("code"), desc=f"{len(adapters)} models x {spec.name}")
+                         code=settings.get("code"), desc=f"{len(adapters)} models x {spec.name}",
+                         share_prefix=bool(cfg.eval.get("share_prompt_prefix", True)))
         share = (time.perf_counter() - started) / len(group)
     log.info("%s: %d cells decoded in shared batches (%s)", spec.name, len(group), ", ".join(a.id for a in adapters))
     return [evaluate_cell(cfg, state, adapter, spec, examples, data_prov, settings,
