@@ -6,8 +6,11 @@ examples and prompts, greedy.
    task's cells for all adapters decoded in shared batches, eval.mixed_adapter_batches=true);
    framework_per_cell: the same with eval.mixed_adapter_batches=false (cell after cell, adapters
    switched in place);
-2. reload: one process that loads a fresh base model and adapter for every cell, then runs the same
-   decoding code (latent_traits.eval.cells.run_cell, same batch size and settings);
+2. reload: one job per cell, as the study ran one vLLM config per adapter and task pair: each
+   cell's own `evaluate.py` command (the `rerun` its record holds), so every cell starts a process
+   and loads the base model and its adapter; the same decoding code, cell by cell;
+   reload_in_process: one process that loads a fresh base model and adapter for every cell, then
+   runs the same decoding code (latent_traits.eval.cells.run_cell): only the model loads repeat;
 3. lm-eval: `python -m lm_eval run --model hf --model_args pretrained=<model>,peft=<adapter>` once per
    adapter (and once for the base model), on custom tasks holding the same prompts (lm_eval_tasks.py).
 
@@ -18,7 +21,8 @@ Four adapters of the embedded model are needed: trained once with a tiny budget 
 (`python train.py -m source_dataset=imdb,amazon,goat,gsm8k trainer.max_steps=8 logger=none
 paths.artifacts_dir=artifacts/bench`). Needs `pip install -e '.[bench]'` (lm-eval==0.4.13).
 
-    python bench/eval_throughput.py [--n 32] [--repeats 2] [--cap 96] [--threads 1] [--methods framework,framework_per_cell,reload,lm_eval]
+    python bench/eval_throughput.py [--n 32] [--repeats 2] [--cap 96] [--threads 1]
+        [--methods framework,framework_per_cell,reload,reload_in_process,lm_eval]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 MODEL = "smollm2_135m"
 TASKS = ["imdb", "amazon", "goat", "gsm8k"]
-METHODS = ("framework", "framework_per_cell", "reload", "lm_eval")
+METHODS = ("framework", "framework_per_cell", "reload", "reload_in_process", "lm_eval")
 SOURCES = "imdb,amazon,goat,gsm8k"
 THREADS_ENV: dict[str, str] = {}  # set from --threads: the same for every method
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -117,6 +121,23 @@ def run_framework(args, adapter_ids, out: Path, mixed: bool = True) -> dict:
 
 
 def run_reload(args, adapter_ids, out: Path) -> dict:
+    """One evaluate.py process per cell: the base model's cells, then each adapter's."""
+    runs = []
+    for adapter in [None, *adapter_ids]:
+        for task in TASKS:
+            cell = ["eval.adapters=[]", "eval.include_base=true", "+eval.allow_base_only=true"] if adapter is None \
+                else [f"eval.adapters=['{adapter}']", "eval.include_base=false"]
+            name = f"{'base' if adapter is None else adapter.replace('/', '__')}-{task}"
+            shared = [o for o in eval_overrides(args, adapter_ids)
+                      if not o.startswith(("target_task=", "eval.adapters="))]
+            command = [sys.executable, "evaluate.py", *shared, f"target_task=[{task}]", *cell,
+                       f"paths.eval_dir={out}/eval", f"hydra.run.dir={out}/hydra/{name}"]
+            runs.append(measured(command, out / f"{name}.log"))
+    return {"seconds": sum(r["seconds"] for r in runs), "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+            "runs": runs}
+
+
+def run_reload_in_process(args, adapter_ids, out: Path) -> dict:
     command = [sys.executable, __file__, "--worker-reload", str(out), *[f"--adapter={a}" for a in adapter_ids],
                f"--n={args.n}", f"--batch-size={args.batch_size}", f"--cap={args.cap}", f"--artifacts={args.artifacts}"]
     return measured(command, out / "log.txt")
@@ -228,6 +249,9 @@ def main() -> None:
                 predictions = read_rows(out / "eval" / MODEL, grid, inputs)
             elif method == "reload":
                 figures = run_reload(args, adapter_ids, out)
+                predictions = read_rows(out / "eval" / MODEL, grid, inputs)
+            elif method == "reload_in_process":
+                figures = run_reload_in_process(args, adapter_ids, out)
                 predictions = read_rows(out, grid, inputs)
             else:
                 figures = run_lm_eval(args, adapters, model_dir, task_dir, out)
@@ -260,7 +284,7 @@ def report(results: list[dict], args, run_root: Path) -> None:
             "cells_per_minute": [round(r["cells_per_minute"], 2) for r in mine],
             "peak_rss_mib": [round(r["peak_rss_mib"]) for r in mine],
             "identical_predictions": f"{same}/{total}", "per_cell": agree,
-            **({"runs": [r.get("runs") for r in mine]} if method == "lm_eval" else {}),
+            **({"runs": [r.get("runs") for r in mine]} if method in ("lm_eval", "reload") else {}),
         }
     base = summary["methods"].get("framework", {}).get("median_seconds")
     print("\n| method | wall s (each repeat) | cells/min | peak RSS MiB | identical predictions | vs framework |")
