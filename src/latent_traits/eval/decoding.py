@@ -8,6 +8,10 @@ log-probabilities it derives both decisions the study uses:
 - constrained choice: greedy token by token among the label strings, as vLLM's guided choice;
 - log-likelihood ranking: the label with the highest total log-probability.
 
+Greedy generation is continuously batched (`greedy_decode`): rows leave the batch as they stop
+and the next prompts join it. Both run a task's shared prompt prefix (its instruction) once per
+adapter where given one (`SharedPrefix`), each row then only its own tokens.
+
 Every model call passes on `routing` keywords (`adapter_names`, one adapter per row), so a batch
 can hold several adapters' rows.
 """
@@ -166,9 +170,10 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, st
              seed: int | None = None, batch_size: int | None = None, on_row_done=None,
              prefix: SharedPrefix | None = None, **routing) -> list[str]:
     """Continue each prompt; cut each output at its first stop string.
-    Greedy decoding runs `greedy_decode`, at most `batch_size` rows at a time (all by default),
-    in the order given, after `prefix` where one is given (every prompt starts with its tokens); sampling runs transformers' generate on the prompts as one left-padded
-    batch, and with a seed reseeds torch's generators first, so the same call gives the same text."""
+    Greedy decoding runs `greedy_decode`: at most `batch_size` rows at a time (all by default), in
+    the order given, after `prefix` where one is given (every prompt starts with its tokens).
+    Sampling runs transformers' generate on the prompts as one left-padded batch, and with a seed
+    reseeds torch's generators first, so the same call gives the same text."""
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(tokenizer, stop)
     if not do_sample:
@@ -210,11 +215,11 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
                   adapter_names: list[str] | None = None, prefix: SharedPrefix | None = None) -> list[str]:
     """Greedy continuation with continuous batching: at most `batch_size` rows decode together;
     each row leaves the batch and its KV cache as it stops, and once a quarter of the batch is free
-    the next prompts (in the order given) are run and join it. A decoding step reads every weight
-    whatever the number of rows, so a batch kept full writes its tokens in far fewer steps than
-    batches run one after another, each as long as its longest row (what transformers' generate
-    spends). A row stops at a stop token (kept, as generate keeps it; decoding skips special
-    tokens), once its text holds a stop string, or at max_new_tokens; the texts are not yet cut."""
+    the next prompts (in the order given) are run and join it. Batches run one after another each
+    last as long as their longest row, with ever fewer rows; a step costs nearly as much with a few
+    rows as with many wherever reading the weights bounds it (a GPU, or a CPU at a few rows). A row
+    stops at a stop token (kept, as generate keeps it; decoding skips special tokens), once its
+    text holds a stop string, or at max_new_tokens; the texts are not yet cut at stops."""
     if max_new_tokens < 1:
         return [""] * len(prompts)
     batch_size = batch_size or len(prompts)
@@ -231,7 +236,7 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
 
     while pending or live is not None:
         free = batch_size - (len(live.rows) if live else 0)
-        if pending and (live is None or free >= min(refill_at, len(pending)) and live.can_join):
+        if pending and (live is None or (free >= min(refill_at, len(pending)) and live.can_join)):
             joining = LiveRows.prefill(model, prompts, pending[:free], tokenizer.pad_token_id, adapter_names, prefix)
             pending = pending[free:]
         else:
@@ -239,8 +244,8 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
         for row, token in zip(joining.rows, joining.tokens.tolist(), strict=True):
             written[row].append(token)
         done = [i for i, row in enumerate(joining.rows) if stopped(row)]
-        for _ in done:
-            if on_row_done:
+        if on_row_done:
+            for _ in done:
                 on_row_done()
         joining = joining.without(done)
         live = joining if live is None else live.merge(joining)
@@ -298,15 +303,20 @@ class LiveRows:
         if other is None:
             return self
         width = max(self.attention.shape[1], other.attention.shape[1])
-        pad = lambda t, dim: torch.nn.functional.pad(t, (0, 0) * (t.dim() - 1 - dim) + (width - t.shape[dim], 0))  # noqa: E731
-        attention = torch.cat([pad(self.attention, 1), pad(other.attention, 1)], 0)
+        attention = torch.cat([pad_left(self.attention, 1, width), pad_left(other.attention, 1, width)], 0)
         first = int(attention.any(0).nonzero()[0])  # the first column any row attends to
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)], 0)[:, :, first:]
-            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)], 0)[:, :, first:]
+            mine.keys = torch.cat([pad_left(mine.keys, 2, width), pad_left(theirs.keys, 2, width)], 0)[:, :, first:]
+            mine.values = torch.cat([pad_left(mine.values, 2, width), pad_left(theirs.values, 2, width)],
+                                    0)[:, :, first:]
         names = None if self.names is None else self.names + other.names
         return LiveRows(self.rows + other.rows, self.cache, attention[:, first:],
                         torch.cat([self.position, other.position]), torch.cat([self.tokens, other.tokens]), names)
+
+
+def pad_left(t: torch.Tensor, dim: int, width: int) -> torch.Tensor:
+    """Zeros before t's entries along `dim`, to `width`."""
+    return torch.nn.functional.pad(t, (0, 0) * (t.dim() - 1 - dim) + (width - t.shape[dim], 0))
 
 
 def routing_keywords(names: list[str] | None) -> dict:
