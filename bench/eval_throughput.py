@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -121,17 +122,17 @@ def run_framework(args, adapter_ids, out: Path, mixed: bool = True) -> dict:
 
 
 def run_reload(args, adapter_ids, out: Path) -> dict:
-    """One evaluate.py process per cell: the base model's cells, then each adapter's."""
+    """One evaluate.py process per cell, the command each cell's record holds as `rerun`
+    (rerun.cell_command): the base model's cells, then each adapter's."""
+    from latent_traits.rerun import cell_command
+
+    job = [*eval_overrides(args, adapter_ids), f"paths.eval_dir={out}/eval"]
     runs = []
     for adapter in [None, *adapter_ids]:
         for task in TASKS:
-            cell = ["eval.adapters=[]", "eval.include_base=true", "+eval.allow_base_only=true"] if adapter is None \
-                else [f"eval.adapters=['{adapter}']", "eval.include_base=false"]
             name = f"{'base' if adapter is None else adapter.replace('/', '__')}-{task}"
-            shared = [o for o in eval_overrides(args, adapter_ids)
-                      if not o.startswith(("target_task=", "eval.adapters="))]
-            command = [sys.executable, "evaluate.py", *shared, f"target_task=[{task}]", *cell,
-                       f"paths.eval_dir={out}/eval", f"hydra.run.dir={out}/hydra/{name}"]
+            _, script, *overrides = shlex.split(cell_command(job, adapter or "base", task, adapter is None))
+            command = [sys.executable, script, *overrides, f"hydra.run.dir={out}/hydra/{name}"]
             runs.append(measured(command, out / f"{name}.log"))
     return {"seconds": sum(r["seconds"] for r in runs), "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
             "runs": runs}

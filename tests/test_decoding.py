@@ -20,6 +20,7 @@ from latent_traits.eval.decoding import (
     left_pad,
     loglik_choice,
     score_labels,
+    stop_token_ids,
 )
 
 LABEL_SETS = {
@@ -362,7 +363,8 @@ def test_continuous_batching_writes_what_one_batch_writes_in_fewer_passes(tok_mo
         assert greedy_decode(pool, tokenizer, prompts, 12, stop_ids, stop, batch_size=batch_size) == together
         assert max(rows for rows, _ in pool.passes) <= batch_size
         joined = [i for i, (_, cached) in enumerate(pool.passes) if cached == 0][1:]
-        assert any(pool.passes[i - 1][0] > 0 and pool.passes[i + 1][1] > 0 for i in joined)  # joined mid-run
+        # joined mid-run: the step after a later prefill runs its rows and the rows already running
+        assert any(i + 1 < len(pool.passes) and pool.passes[i + 1][0] > pool.passes[i][0] for i in joined)
         one_by_one = CountingModel(model)
         for start in range(0, len(prompts), batch_size):  # batches one after another
             greedy_decode(one_by_one, tokenizer, prompts[start:start + batch_size], 12, stop_ids, stop)
@@ -434,14 +436,79 @@ def test_a_shared_prefix_run_once_gives_the_whole_prompts_scores(tok_model):
 
 
 def test_greedy_decoding_after_a_shared_prefix_writes_the_same_texts(tok_model):
+    """Rows after the shared prefix's cache write what whole prompts write, also when rows stop
+    at different steps and new rows join the running batch (the prefix columns travel along)."""
     tokenizer, model = tok_model
-    prompts = instruction_prompts(tokenizer, 7, seed=3)
+    prompts = instruction_prompts(tokenizer, 9, seed=3)
     prefix = SharedPrefix(model, prompts[0][:common_prefix_length(prompts)], None)
     stop_ids = [tokenizer.eos_token_id]
-    want = greedy_decode(model, tokenizer, prompts, 8, stop_ids, [])
-    assert len(set(want)) > 1
-    for batch_size in (None, 3):  # joins carry the prefix columns along
-        assert greedy_decode(model, tokenizer, prompts, 8, stop_ids, [], batch_size=batch_size, prefix=prefix) == want
+    free = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in greedy_decode(model, tokenizer, prompts, 8,
+                                                                                      stop_ids, [])]
+    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[4][:5])]  # ragged stops
+    want = greedy_decode(model, tokenizer, prompts, 8, stop_ids, stop)
+    assert len(set(want)) > 1 and len({len(t) for t in want}) > 1
+    pool = CountingModel(model)
+    assert greedy_decode(pool, tokenizer, prompts, 8, stop_ids, stop, batch_size=3, prefix=prefix) == want
+    prefills = [i for i, (_, cached) in enumerate(pool.passes) if cached == prefix.length]
+    assert any(i + 1 < len(pool.passes) and pool.passes[i + 1][0] > pool.passes[i][0] for i in prefills[1:])
+
+
+def test_a_prompt_must_continue_the_shared_prefix(tok_model):
+    tokenizer, model = tok_model
+    prompts = instruction_prompts(tokenizer, 3, seed=1)
+    prefix = SharedPrefix(model, prompts[0][:common_prefix_length(prompts)], None)
+    for bad in (prefix.ids, [5, *prompts[0]]):  # the prefix alone; another start
+        with pytest.raises(ValueError, match="shared prefix"):
+            greedy_decode(model, tokenizer, [*prompts, bad], 4, [tokenizer.eos_token_id], [], prefix=prefix)
+    with pytest.raises(ValueError, match="adapter names"):
+        prefix.cache_for(["a", "b"], 2)  # run without routing, asked for routed rows
+
+
+def test_without_joinable_caches_batches_run_one_after_another(tok_model, monkeypatch):
+    """Where the cache cannot take other rows (LiveRows.can_join false: sliding-window or
+    quantized caches), a batch runs until its last row stops before the next starts: same texts."""
+    from latent_traits.eval.decoding import LiveRows
+
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 7, seed=21, min_len=2, max_len=30)
+    free = [tokenizer(t, add_special_tokens=False)["input_ids"]
+            for t in greedy_decode(model, tokenizer, prompts, 10, [tokenizer.eos_token_id], [])]
+    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:5])]
+    want = greedy_decode(model, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop)
+    monkeypatch.setattr(LiveRows, "can_join", property(lambda self: False))
+    pool = CountingModel(model)
+    assert greedy_decode(pool, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop, batch_size=3) == want
+    prefills = [i for i, (_, cached) in enumerate(pool.passes) if cached == 0]
+    assert [pool.passes[i][0] for i in prefills] == [3, 3, 1]  # whole batches, each after the last ended
+
+
+@pytest.mark.slow
+def test_continuous_batching_on_the_real_model_writes_what_each_prompt_writes_alone():
+    """SmolLM2-135M (real weights, so a wrong cache row or position changes the text): a task-like
+    instruction shared by every prompt, ragged stops at a blank line, a pool of 3 rows that others
+    join. Every text equals the prompt's text decoded alone, whole."""
+    from conftest import CACHE_DIR, CONF
+    from omegaconf import OmegaConf
+
+    from latent_traits.model.factory import load_tokenizer_and_model
+
+    model_cfg = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "smollm2_135m.yaml"))
+    tokenizer, model = load_tokenizer_and_model(model_cfg, CACHE_DIR)
+    model.eval()
+    questions = ["What is 7 + 5?", "Name a colour of the sky.", "Write one word that rhymes with cat.",
+                 "How many legs does a spider have? Explain briefly.", "What is the capital of France?",
+                 "Give a short greeting.", "What is 12 times 3?", "List two fruits."]
+    prompts = [tokenizer(f"Answer the question in one short line.\n{q}\nAnswer:\n")["input_ids"] for q in questions]
+    stop, stop_ids = ["\n\n"], stop_token_ids(tokenizer, ["\n\n"])
+    alone = [greedy_decode(model, tokenizer, [p], 16, stop_ids, stop)[0] for p in prompts]
+    prefix = SharedPrefix(model, prompts[0][:common_prefix_length(prompts)], None)
+    assert prefix.length >= 8
+    pool = CountingModel(model)
+    assert greedy_decode(pool, tokenizer, prompts, 16, stop_ids, stop, batch_size=3, prefix=prefix) == alone
+    assert len({len(tokenizer(t)["input_ids"]) for t in alone}) > 2  # rows stop at different steps
+    assert max(rows for rows, _ in pool.passes) == 3
+    prefills = [i for i, (_, cached) in enumerate(pool.passes) if cached == prefix.length]
+    assert any(i + 1 < len(pool.passes) and pool.passes[i + 1][0] > pool.passes[i][0] for i in prefills[1:])
 
 
 class CountingTokens(CountingModel):

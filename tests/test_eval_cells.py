@@ -31,3 +31,13 @@ def test_batched_cell_equals_batch_of_one(tiny_tokenizer_and_model, tmp_path, ta
         assert b == s
         assert scores_b == pytest.approx(scores_s, abs=1e-4)
     assert m_batched == m_single
+
+
+def test_evaluation_does_not_import_lightning():
+    """evaluate.py's modules leave Lightning out (its import alone took about 4 s of each job)."""
+    import subprocess
+    import sys
+
+    code = "import sys, latent_traits.eval.runner; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

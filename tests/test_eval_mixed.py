@@ -12,7 +12,7 @@ from eval_helpers import make_adapter, read_cells
 from omegaconf import OmegaConf
 
 import latent_traits.eval.runner as runner
-from latent_traits.eval.runner import BASE, Adapter, cell_groups, evaluate_all
+from latent_traits.eval.runner import BASE, Adapter, Cell, cell_groups, evaluate_all
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SOURCES = ("imdb", "goat", "gsm8k")
@@ -119,8 +119,8 @@ def test_a_job_killed_between_groups_resumes_cell_by_cell(tmp_path, one_at_a_tim
     assert_same_cells(read_cells(eval_dir), one_at_a_time)
 
 
-def cell(adapter: Adapter, task: str, finished: bool = False) -> tuple:
-    return (adapter, SimpleNamespace(name=task), [], {}, {}, finished)
+def cell(adapter: Adapter, task: str, finished: bool = False) -> Cell:
+    return Cell(adapter, SimpleNamespace(name=task), [], {}, {}, finished)
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -135,5 +135,5 @@ def test_cell_groups(overrides, expected):
     adapters[1:] = [Adapter(a.id, "somewhere", None) for a in adapters[1:]]  # not the base
     cells = [cell(a, t, finished=(a.is_base and t == "t1")) for a in adapters for t in ("t1", "t2")]
     cfg = compose_config("evaluate", ["eval.max_adapters_per_batch=2", *overrides])
-    groups = [[f"{c[0].id}/{c[1].name}" for c in g] for g in cell_groups(cfg, cells)]
-    assert groups == (expected or [[f"{c[0].id}/{c[1].name}"] for c in cells])
+    groups = [[f"{c.adapter.id}/{c.spec.name}" for c in g] for g in cell_groups(cfg, cells)]
+    assert groups == (expected or [[f"{c.adapter.id}/{c.spec.name}"] for c in cells])

@@ -28,11 +28,17 @@ from latent_traits.eval.metrics import classification_metrics, code_metrics, num
 from latent_traits.eval.scorers import reference_answer, score_numeric
 
 CLASSIFICATION_MODES = {"constrained": constrained_choice, "loglik": None}
+MIN_SHARED_PREFIX = 4  # fewer shared tokens (a BOS, a word) are not worth a pass and cache copies
+
+
+def longest_first(lengths: list[int]) -> list[int]:
+    """Indices by length, longest first (ties in order): neighbours waste little padding."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (longest first) to waste little padding."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    order = longest_first(lengths)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
@@ -135,7 +141,7 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
             for k, text in zip(batch, outputs, strict=True):
                 table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
         return
-    order = [k for batch in table.batches for k in batch]  # longest prompts first
+    order = longest_first([len(table.prompts[i]) for _, i in table.entries])
     prompts, routing = table.batch(order)
     with progress(None, total=len(order)) as bar:  # greedy: one continuously batched call
         outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, on_row_done=bar.update,
@@ -164,7 +170,7 @@ def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: 
 
     shared = common_prefix_length(prompts) if share_prefix and not decoding.get("do_sample") else 0
     prefix = SharedPrefix(model, prompts[0][:shared], None if table.adapters == [None] else table.adapters) \
-        if shared else None
+        if shared >= MIN_SHARED_PREFIX else None
     if spec.is_classification:
         run_classification(model, tokenizer, spec, examples, table,
                            decoding.get("classification", "constrained"), progress, prefix)

@@ -9,8 +9,9 @@ log-probabilities it derives both decisions the study uses:
 - log-likelihood ranking: the label with the highest total log-probability.
 
 Greedy generation is continuously batched (`greedy_decode`): rows leave the batch as they stop
-and the next prompts join it. Both run a task's shared prompt prefix (its instruction) once per
-adapter where given one (`SharedPrefix`), each row then only its own tokens.
+and the next prompts join it. Label scoring and greedy generation both take a `SharedPrefix`: the
+tokens all of a task's prompts start with (its instruction), run once per adapter; each row then
+runs only its own tokens.
 
 Every model call passes on `routing` keywords (`adapter_names`, one adapter per row), so a batch
 can hold several adapters' rows.
@@ -104,19 +105,35 @@ class SharedPrefix:
 
     @torch.no_grad()
     def __init__(self, model, ids: list[int], names: list[str] | None):
-        device = next(model.parameters()).device
-        self.names = sorted(set(names)) if names else None
+        self.device = next(model.parameters()).device
+        self.ids, self.names = list(ids), sorted(set(names)) if names else None
         rows = len(self.names) if self.names else 1
-        out = model(input_ids=torch.tensor([ids] * rows, device=device), use_cache=True, logits_to_keep=1,
+        out = model(input_ids=torch.tensor([self.ids] * rows, device=self.device), use_cache=True, logits_to_keep=1,
                     **routing_keywords(self.names))
-        self.length, self.cache = len(ids), out.past_key_values
+        self.cache = out.past_key_values
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    def suffixes(self, prompts: list[list[int]]) -> list[list[int]]:
+        """Each prompt's own tokens after the prefix (at least one each, else a clear error)."""
+        for prompt in prompts:
+            if prompt[:self.length] != self.ids or len(prompt) == self.length:
+                raise ValueError("a prompt that does not continue the shared prefix (it must start with the "
+                                 "prefix's tokens and hold at least one more)")
+        return [p[self.length:] for p in prompts]
 
     def cache_for(self, names: list[str] | None, rows: int):
         """A KV cache for a batch of `rows` rows (routed by `names`), each its adapter's prefix."""
-        index = [self.names.index(n) for n in names] if self.names else [0] * rows
-        cache = copy.deepcopy(self.cache)
+        if (self.names is None) != (names is None):
+            raise ValueError("the shared prefix was run " + ("without" if self.names is None else "with")
+                             + " adapter routing, and this batch is " + ("" if names is not None else "not ")
+                             + "routed: build the prefix with the batch's adapter names")
+        index = torch.tensor([self.names.index(n) for n in names] if names else [0] * rows, device=self.device)
+        cache = copy.deepcopy(self.cache)  # the prefix's own cache (one row per adapter) stays as it is
         for layer in cache.layers:
-            layer.batch_select_indices(torch.tensor(index, device=layer.keys.device))
+            layer.batch_select_indices(index)
         return cache
 
 
@@ -127,7 +144,8 @@ def prompt_pass(model, prompts: list[list[int]], pad_id: int, prefix: SharedPref
     positions covering the prefix too."""
     device = next(model.parameters()).device
     skip = prefix.length if prefix else 0
-    input_ids, attention, positions = (t.to(device) for t in left_pad([p[skip:] for p in prompts], pad_id))
+    own = prefix.suffixes(prompts) if prefix else prompts
+    input_ids, attention, positions = (t.to(device) for t in left_pad(own, pad_id))
     cache = None
     if prefix is not None:
         cache = prefix.cache_for(names, len(prompts))
@@ -174,7 +192,6 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, st
     the order given, after `prefix` where one is given (every prompt starts with its tokens).
     Sampling runs transformers' generate on the prompts as one left-padded batch, and with a seed
     reseeds torch's generators first, so the same call gives the same text."""
-    device = next(model.parameters()).device
     stop_ids = stop_token_ids(tokenizer, stop)
     if not do_sample:
         texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, batch_size=batch_size,
@@ -182,6 +199,7 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, st
         return [cut_at_stop(text, stop) for text in texts]
     if seed is not None:
         torch.manual_seed(seed)  # every device's generator
+    device = next(model.parameters()).device
     input_ids, attention, _ = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
     kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p}
     if stop:
@@ -215,9 +233,10 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
                   adapter_names: list[str] | None = None, prefix: SharedPrefix | None = None) -> list[str]:
     """Greedy continuation with continuous batching: at most `batch_size` rows decode together;
     each row leaves the batch and its KV cache as it stops, and once a quarter of the batch is free
-    the next prompts (in the order given) are run and join it. Batches run one after another each
-    last as long as their longest row, with ever fewer rows; a step costs nearly as much with a few
-    rows as with many wherever reading the weights bounds it (a GPU, or a CPU at a few rows). A row
+    the next prompts (in the order given) are run and join it. Unlike batches run one after another
+    (each as long as its longest row, with ever fewer rows), the batch stays full; a step costs
+    nearly as much with a few rows as with many wherever reading the weights bounds it (a GPU, or a
+    CPU at a few rows). A row
     stops at a stop token (kept, as generate keeps it; decoding skips special tokens), once its
     text holds a stop string, or at max_new_tokens; the texts are not yet cut at stops."""
     if max_new_tokens < 1:
@@ -237,24 +256,27 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
     while pending or live is not None:
         free = batch_size - (len(live.rows) if live else 0)
         if pending and (live is None or (free >= min(refill_at, len(pending)) and live.can_join)):
-            joining = LiveRows.prefill(model, prompts, pending[:free], tokenizer.pad_token_id, adapter_names, prefix)
+            # new rows: their prompts run; the running rows wait a pass with their next token
+            advanced = LiveRows.prefill(model, prompts, pending[:free], tokenizer.pad_token_id, adapter_names,
+                                        prefix)
             pending = pending[free:]
         else:
-            joining, live = live.step(model), None
-        for row, token in zip(joining.rows, joining.tokens.tolist(), strict=True):
+            advanced, live = live.step(model), None
+        for row, token in zip(advanced.rows, advanced.tokens.tolist(), strict=True):
             written[row].append(token)
-        done = [i for i, row in enumerate(joining.rows) if stopped(row)]
+        done = [i for i, row in enumerate(advanced.rows) if stopped(row)]
         if on_row_done:
             for _ in done:
                 on_row_done()
-        joining = joining.without(done)
-        live = joining if live is None else live.merge(joining)
+        advanced = advanced.without(done)
+        live = advanced if live is None else live.merge(advanced)
     return tokenizer.batch_decode(written, skip_special_tokens=True)
 
 
 class LiveRows:
-    """Rows decoding together: their KV cache (left-padded), attention mask, last positions, the
-    next token each feeds, and the adapter each is routed through (None: no routing)."""
+    """Rows decoding together: their KV cache (each row's padding before its own tokens, after any
+    shared prefix), attention mask, last positions, the next token each feeds, and the adapter each
+    is routed through (None: no routing)."""
 
     def __init__(self, rows, cache, attention, position, tokens, names):
         self.rows, self.cache, self.attention, self.position, self.tokens, self.names = (
@@ -291,11 +313,12 @@ class LiveRows:
 
     @property
     def can_join(self) -> bool:
-        """Whether other rows' caches can be joined to this one: plain dynamic layers only (a
-        sliding-window or quantized cache holds more than keys and values)."""
+        """Whether other rows' caches can be joined to this one: plain, filled dynamic layers only
+        (a sliding-window or quantized cache holds more than keys and values)."""
         from transformers.cache_utils import DynamicLayer
 
-        return all(type(layer) is DynamicLayer for layer in self.cache.layers)
+        return all(type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None
+                   for layer in self.cache.layers)
 
     def merge(self, other: LiveRows | None) -> LiveRows:
         """One batch of both: caches and masks left-padded to a common length; columns no row
@@ -303,18 +326,19 @@ class LiveRows:
         if other is None:
             return self
         width = max(self.attention.shape[1], other.attention.shape[1])
-        attention = torch.cat([pad_left(self.attention, 1, width), pad_left(other.attention, 1, width)], 0)
+        attention = torch.cat([zeros_before(self.attention, 1, width), zeros_before(other.attention, 1, width)], 0)
         first = int(attention.any(0).nonzero()[0])  # the first column any row attends to
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.keys = torch.cat([pad_left(mine.keys, 2, width), pad_left(theirs.keys, 2, width)], 0)[:, :, first:]
-            mine.values = torch.cat([pad_left(mine.values, 2, width), pad_left(theirs.values, 2, width)],
+            mine.keys = torch.cat([zeros_before(mine.keys, 2, width), zeros_before(theirs.keys, 2, width)],
+                                  0)[:, :, first:]
+            mine.values = torch.cat([zeros_before(mine.values, 2, width), zeros_before(theirs.values, 2, width)],
                                     0)[:, :, first:]
         names = None if self.names is None else self.names + other.names
         return LiveRows(self.rows + other.rows, self.cache, attention[:, first:],
                         torch.cat([self.position, other.position]), torch.cat([self.tokens, other.tokens]), names)
 
 
-def pad_left(t: torch.Tensor, dim: int, width: int) -> torch.Tensor:
+def zeros_before(t: torch.Tensor, dim: int, width: int) -> torch.Tensor:
     """Zeros before t's entries along `dim`, to `width`."""
     return torch.nn.functional.pad(t, (0, 0) * (t.dim() - 1 - dim) + (width - t.shape[dim], 0))
 
@@ -333,13 +357,15 @@ class StopOnText:
 
     def holds_stop(self, tokens: list[int]) -> bool:
         """Whether one row's written tokens end in text holding a stop string."""
-        tail = self.tokenizer.decode(tokens[-self.window:], skip_special_tokens=True)
-        return any(s in tail for s in self.stop)
+        return self.in_text(self.tokenizer.decode(tokens[-self.window:], skip_special_tokens=True))
 
     def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
         tails = self.tokenizer.batch_decode(input_ids[:, max(self.prompt_length, input_ids.shape[1] - self.window):],
                                             skip_special_tokens=True)
-        return torch.tensor([any(s in tail for s in self.stop) for tail in tails], device=input_ids.device)
+        return torch.tensor([self.in_text(tail) for tail in tails], device=input_ids.device)
+
+    def in_text(self, text: str) -> bool:
+        return any(s in text for s in self.stop)
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:

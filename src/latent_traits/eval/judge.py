@@ -120,10 +120,11 @@ class HFJudge(Judge):
         return ids[-self.max_input_tokens:]
 
     def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        from latent_traits.eval.cells import longest_first
         from latent_traits.eval.decoding import generate
 
         prompts = [self.encode(m) for m in conversations]
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # little padding
+        order = longest_first([len(p) for p in prompts])
         with tqdm(total=len(prompts), desc="judge", unit="row", leave=False) as bar:
             outputs = generate(self.model, self.tokenizer, [prompts[i] for i in order],
                                max_new_tokens=self.max_new_tokens, stop=["</answer>"], batch_size=self.batch_size,

@@ -92,7 +92,7 @@ class StackedAdapters:
             raise ValueError(f"rows routed to adapters not in this group: {unknown}")
         rows = [index.get(n, -1) for n in names_per_row]
         used = [r for r in rows if r >= 0]
-        masks: dict[tuple[int, ...], tuple[slice, torch.Tensor | None]] = {}
+        masks: dict[tuple[int, ...], tuple[slice, torch.Tensor]] = {}
         for layer, layer_widths in zip(self.layers, self.widths, strict=True):
             key = tuple(layer_widths)
             if key not in masks:  # most layers share one rank layout

@@ -8,13 +8,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from latent_traits.config import check_against_model, target_specs, to_plain
 from latent_traits.data.load import load_examples
+from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import run_cell, run_cells
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
@@ -57,6 +58,16 @@ class Adapter:
 
 
 BASE = Adapter(BASE_ADAPTER_ID, None, None)
+
+
+class Cell(NamedTuple):
+    """One (adapter or base) x task cell of the grid, with what evaluating it needs."""
+    adapter: Adapter
+    spec: TaskSpec
+    examples: list[dict]
+    data_prov: dict
+    settings: dict[str, Any]  # cell_settings, with its "hash"
+    finished: bool            # a record with these settings is already on disk
 
 
 def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any = "all") -> list[Adapter]:
@@ -239,7 +250,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
             if finished:
                 log.info("Skipping %s x %s: finished with the same settings", adapter.id, spec.name)
             n_pending += not finished
-            cells.append((adapter, spec, examples, data_prov, settings, finished))
+            cells.append(Cell(adapter, spec, examples, data_prov, settings, finished))
     log.info("%d of %d cells to evaluate (%d adapters incl. base x %d tasks)",
              n_pending, len(cells), len(grid), len(tasks))
     if n_pending:
@@ -250,15 +261,15 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     try:
         state: dict[str, Any] = {"adapters": adapters}  # the model(s) and judge are loaded on first need
         for group in cell_groups(cfg, cells):
-            pending = [cell for cell in group if not cell[-1]]
+            pending = [cell for cell in group if not cell.finished]
             if len(pending) > 1:
                 written += evaluate_mixed(cfg, state, pending)
             elif pending:
-                written.append(evaluate_cell(cfg, state, *pending[0][:-1]))
+                written.append(evaluate_cell(cfg, state, pending[0]))
             if tracker is not None:
-                for adapter, spec, *_ in group:
-                    tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
-                                     predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name))
+                for cell in group:
+                    tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name),
+                                     predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name))
         ok = True
     finally:
         if tracker is not None:
@@ -273,20 +284,25 @@ def mixes_adapters(cfg: DictConfig) -> bool:
             and not cfg.eval.decoding.get("do_sample", False))
 
 
-def cell_groups(cfg: DictConfig, cells: list[tuple]) -> list[list[tuple]]:
+def shares_prefix(cfg: DictConfig) -> bool:
+    """Whether greedy decoding runs the prompt prefix a task's prompts share once per adapter."""
+    return bool(cfg.eval.get("share_prompt_prefix", True))
+
+
+def cell_groups(cfg: DictConfig, cells: list[Cell]) -> list[list[Cell]]:
     """The order cells are decoded in: with mixed adapter batches, one task's pending cells
     together (up to eval.max_adapters_per_batch adapters, plus the base); else one at a time."""
     if not mixes_adapters(cfg):
         return [[cell] for cell in cells]
     limit = int(cfg.eval.get("max_adapters_per_batch", 8))
-    groups: list[list[tuple]] = []
-    for task in dict.fromkeys(cell[1].name for cell in cells):
-        mine = [cell for cell in cells if cell[1].name == task]
-        groups += [[cell] for cell in mine if cell[-1]]  # finished: nothing to decode
-        pending = [cell for cell in mine if not cell[-1]]
-        group: list[tuple] = []
+    groups: list[list[Cell]] = []
+    for task in dict.fromkeys(cell.spec.name for cell in cells):
+        mine = [cell for cell in cells if cell.spec.name == task]
+        groups += [[cell] for cell in mine if cell.finished]  # nothing to decode
+        pending = [cell for cell in mine if not cell.finished]
+        group: list[Cell] = []
         for cell in pending:
-            if not cell[0].is_base and sum(not c[0].is_base for c in group) == limit:
+            if not cell.adapter.is_base and sum(not c.adapter.is_base for c in group) == limit:
                 groups.append(group)
                 group = []
             group.append(cell)
@@ -324,8 +340,7 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
         started = time.perf_counter()
         out = run_cell(model, state["tokenizer"], spec, examples, batch_size=cfg.eval.batch_size,
                        max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}",
-                       share_prefix=bool(cfg.eval.get("share_prompt_prefix", True)))
+                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}", share_prefix=shares_prefix(cfg))
         return (*out, time.perf_counter() - started)
 
 
@@ -342,29 +357,28 @@ def resident_model(cfg: DictConfig, state: dict[str, Any]) -> ResidentModel:
     return state["resident"]
 
 
-def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[tuple]) -> list[Path]:
+def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path]:
     """One task's cells for several adapters, decoded in shared batches; each cell then scored
     and written as evaluate_cell writes it. Each cell's seconds are its share of the group's."""
-    adapters = [cell[0] for cell in group]
-    _, spec, examples, _, settings, _ = group[0]
+    adapters = [cell.adapter for cell in group]
+    spec, examples, settings = group[0].spec, group[0].examples, group[0].settings
     with resident_model(cfg, state).use_mixed(adapters) as (model, names):
         started = time.perf_counter()
         outs = run_cells(model, state["tokenizer"], spec, examples, names, batch_size=cfg.eval.batch_size,
                          max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
                          code=settings.get("code"), desc=f"{len(adapters)} models x {spec.name}",
-                         share_prefix=bool(cfg.eval.get("share_prompt_prefix", True)))
+                         share_prefix=shares_prefix(cfg))
         share = (time.perf_counter() - started) / len(group)
     log.info("%s: %d cells decoded in shared batches (%s)", spec.name, len(group), ", ".join(a.id for a in adapters))
-    return [evaluate_cell(cfg, state, adapter, spec, examples, data_prov, settings,
-                          decoded=(*out, share), batched_cells=len(group))
-            for (adapter, spec, examples, data_prov, settings, _), out in zip(group, outs, strict=True)]
+    return [evaluate_cell(cfg, state, cell, decoded=(*out, share), batched_cells=len(group))
+            for cell, out in zip(group, outs, strict=True)]
 
 
-def evaluate_cell(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spec, examples: list[dict],
-                  data_prov: dict, settings: dict[str, Any], decoded: tuple | None = None,
+def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: tuple | None = None,
                   batched_cells: int = 1) -> Path:
     """Evaluate one (adapter or base) x task cell, or score one decoded in a group (`decoded`);
     write its predictions, then its record."""
+    adapter, spec, examples, data_prov, settings = cell.adapter, cell.spec, cell.examples, cell.data_prov, cell.settings
     model_name = cfg.model.name
     if decoded is not None:
         rows, metrics, primary, n_invalid, seconds = decoded
