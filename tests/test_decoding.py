@@ -332,7 +332,7 @@ class CountingModel:
         self.model, self.passes = model, []
 
     def __call__(self, **kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))  # by the name transformers takes
         self.passes.append((kwargs["input_ids"].shape[0], 0 if cache is None else cache.get_seq_length()))
         return self.model(**kwargs)
 
@@ -521,3 +521,26 @@ class CountingTokens(CountingModel):
     def __call__(self, **kwargs):
         self.tokens += kwargs["input_ids"].numel()
         return self.model(**kwargs)
+
+
+def test_the_cache_goes_by_the_name_the_model_takes(tok_model):
+    """transformers renamed forward's `past_key_values` to `cache`: decoding passes the name the
+    model's forward has, looking through wrappers; an older model class gets the old name."""
+    import inspect
+
+    from transformers import LlamaForCausalLM
+
+    from latent_traits.eval.decoding import cache_keyword, returned_cache
+
+    _, model = tok_model
+    name = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+    assert cache_keyword(model) == cache_keyword(CountingModel(model)) == name
+
+    class OldStyle(LlamaForCausalLM):
+        def forward(self, input_ids=None, past_key_values=None, **kwargs):
+            return super().forward(input_ids=input_ids, **kwargs)
+
+    old = OldStyle.__new__(OldStyle)  # the class is all cache_keyword reads
+    assert cache_keyword(old) == "past_key_values"
+    out = model(input_ids=torch.tensor([[5, 6, 7]]), use_cache=True)
+    assert returned_cache(out) is not None and returned_cache(out).get_seq_length() == 3

@@ -20,6 +20,8 @@ can hold several adapters' rows.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +79,7 @@ def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]],
             input_ids=torch.tensor(feed, device=device).expand(batch, k),
             attention_mask=torch.cat([attention, torch.ones(batch, k, dtype=attention.dtype, device=device)], 1),
             position_ids=last_pos + 1 + torch.arange(k, device=device),
-            past_key_values=copy.deepcopy(out.past_key_values), use_cache=True, **routing,
+            **{cache_keyword(model): copy.deepcopy(returned_cache(out))}, use_cache=True, **routing,
         )
         lps = torch.log_softmax(step.logits.float(), dim=-1)  # (batch, k, vocab)
         for b in range(batch):
@@ -110,7 +112,7 @@ class SharedPrefix:
         rows = len(self.names) if self.names else 1
         out = model(input_ids=torch.tensor([self.ids] * rows, device=self.device), use_cache=True, logits_to_keep=1,
                     **routing_keywords(self.names))
-        self.cache = out.past_key_values
+        self.cache = returned_cache(out)
 
     @property
     def length(self) -> int:
@@ -151,7 +153,7 @@ def prompt_pass(model, prompts: list[list[int]], pad_id: int, prefix: SharedPref
         cache = prefix.cache_for(names, len(prompts))
         attention = torch.cat([attention.new_ones(len(prompts), skip), attention], 1)
         positions = positions + skip
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, **{cache_keyword(model): cache},
                 use_cache=use_cache or cache is not None, logits_to_keep=1, **routing_keywords(names))
     return out, attention, positions
 
@@ -287,7 +289,7 @@ class LiveRows:
         names = None if adapter_names is None else [adapter_names[r] for r in rows]
         out, attention, positions = prompt_pass(model, [prompts[r] for r in rows], pad_id, prefix, names,
                                                 use_cache=True)
-        return cls(list(rows), out.past_key_values, attention, positions[:, -1:], out.logits[:, -1].argmax(-1),
+        return cls(list(rows), returned_cache(out), attention, positions[:, -1:], out.logits[:, -1].argmax(-1),
                    names)
 
     def step(self, model) -> LiveRows:
@@ -295,7 +297,7 @@ class LiveRows:
         attention = torch.cat([self.attention, self.attention.new_ones(len(self.rows), 1)], 1)
         position = self.position + 1
         out = model(input_ids=self.tokens[:, None], attention_mask=attention, position_ids=position,
-                    past_key_values=self.cache, use_cache=True, **routing_keywords(self.names))
+                    **{cache_keyword(model): self.cache}, use_cache=True, **routing_keywords(self.names))
         return LiveRows(self.rows, self.cache, attention, position, out.logits[:, -1].argmax(-1), self.names)
 
     def without(self, drop: list[int]) -> LiveRows | None:
@@ -341,6 +343,31 @@ class LiveRows:
 def zeros_before(t: torch.Tensor, dim: int, width: int) -> torch.Tensor:
     """Zeros before t's entries along `dim`, to `width`."""
     return torch.nn.functional.pad(t, (0, 0) * (t.dim() - 1 - dim) + (width - t.shape[dim], 0))
+
+
+def cache_keyword(model) -> str:
+    """The name the model's forward takes a KV cache by: `cache` in transformers releases that
+    renamed `past_key_values` (which warn on the old name and drop it in 5.40), else the old one.
+    Wrappers (peft, stacked routing) are looked through to the transformers model."""
+    from transformers import PreTrainedModel
+
+    inner = model
+    for _ in range(8):
+        if isinstance(inner, PreTrainedModel):
+            return forward_cache_keyword(type(inner))
+        inner = inner.get_base_model() if hasattr(inner, "get_base_model") else getattr(inner, "model", None)
+    return "past_key_values"
+
+
+@functools.cache
+def forward_cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward returned, under either name (see cache_keyword)."""
+    cache = out.get("cache")
+    return out.get("past_key_values") if cache is None else cache
 
 
 def routing_keywords(names: list[str] | None) -> dict:
