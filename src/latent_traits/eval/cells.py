@@ -36,26 +36,27 @@ def longest_first(lengths: list[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first) to waste little padding."""
-    order = longest_first(lengths)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 class Rows:
     """The rows of one task decoded for several adapters at once: entry k is (adapter index,
-    example index), adapter-major; batches are length-sorted over all entries."""
+    example index), adapter-major; `order` is the entries longest prompt first, and `batches`
+    cut it into batch_size pieces (neighbours waste little padding)."""
 
     def __init__(self, adapters: list[str | None], prompts: list[list[int]], batch_size: int):
         self.adapters, self.prompts, self.batch_size = adapters, prompts, batch_size
         self.entries = [(a, i) for a in range(len(adapters)) for i in range(len(prompts))]
-        self.batches = length_sorted_batches([len(prompts[i]) for _, i in self.entries], batch_size)
+        self.order = longest_first([len(prompts[i]) for _, i in self.entries])
+        self.batches = [self.order[i:i + batch_size] for i in range(0, len(self.order), batch_size)]
         self.rows: list[list[dict[str, Any] | None]] = [[None] * len(prompts) for _ in adapters]
+
+    @property
+    def routed(self) -> list[str] | None:
+        """The adapters rows are routed to by name; None for one cell on the active model."""
+        return None if self.adapters == [None] else self.adapters  # type: ignore[return-value]
 
     def batch(self, batch: list[int]) -> tuple[list[list[int]], dict[str, Any]]:
         """A batch's prompts, and the model keywords that route each row to its adapter."""
         prompts = [self.prompts[self.entries[k][1]] for k in batch]
-        if self.adapters == [None]:  # one cell on the active model
+        if self.routed is None:
             return prompts, {}
         return prompts, {"adapter_names": [self.adapters[self.entries[k][0]] for k in batch]}
 
@@ -141,12 +142,11 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
             for k, text in zip(batch, outputs, strict=True):
                 table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
         return
-    order = longest_first([len(table.prompts[i]) for _, i in table.entries])
-    prompts, routing = table.batch(order)
-    with progress(None, total=len(order)) as bar:  # greedy: one continuously batched call
+    prompts, routing = table.batch(table.order)
+    with progress(None, total=len(table.order)) as bar:  # greedy: one continuously batched call
         outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, on_row_done=bar.update,
                            prefix=prefix, **settings, **routing)
-    for k, text in zip(order, outputs, strict=True):
+    for k, text in zip(table.order, outputs, strict=True):
         table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
 
 
@@ -169,8 +169,7 @@ def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: 
                     leave=False)
 
     shared = common_prefix_length(prompts) if share_prefix and not decoding.get("do_sample") else 0
-    prefix = SharedPrefix(model, prompts[0][:shared], None if table.adapters == [None] else table.adapters) \
-        if shared >= MIN_SHARED_PREFIX else None
+    prefix = SharedPrefix(model, prompts[0][:shared], table.routed) if shared >= MIN_SHARED_PREFIX else None
     if spec.is_classification:
         run_classification(model, tokenizer, spec, examples, table,
                            decoding.get("classification", "constrained"), progress, prefix)

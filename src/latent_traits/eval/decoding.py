@@ -58,14 +58,14 @@ def needs_eos(label_tokens: list[list[int]]) -> list[bool]:
 
 @torch.no_grad()
 def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]], pad_id: int,
-                 eos_id: int, prefix: SharedPrefix | None = None, **routing) -> list[LabelScores]:
+                 eos_id: int, prefix: SharedPrefix | None = None,
+                 adapter_names: list[str] | None = None) -> list[LabelScores]:
     device = next(model.parameters()).device
     with_eos = needs_eos(label_tokens)
     # the tokens each label's pass feeds: its own but the last (whose log p the step before gives),
     # plus the last where end-of-text after it counts; a single-token label without that: none
     feeds = [tokens if eos else tokens[:-1] for tokens, eos in zip(label_tokens, with_eos, strict=True)]
-    out, attention, positions = prompt_pass(model, prompts, pad_id, prefix, routing.get("adapter_names"),
-                                            use_cache=any(feeds))
+    out, attention, positions = prompt_pass(model, prompts, pad_id, prefix, adapter_names, use_cache=any(feeds))
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     last_pos = positions[:, -1:]
     batch = len(prompts)
@@ -79,7 +79,8 @@ def score_labels(model, prompts: list[list[int]], label_tokens: list[list[int]],
             input_ids=torch.tensor(feed, device=device).expand(batch, k),
             attention_mask=torch.cat([attention, torch.ones(batch, k, dtype=attention.dtype, device=device)], 1),
             position_ids=last_pos + 1 + torch.arange(k, device=device),
-            **{cache_keyword(model): copy.deepcopy(returned_cache(out))}, use_cache=True, **routing,
+            **{cache_keyword(model): copy.deepcopy(returned_cache(out))}, use_cache=True,
+            **routing_keywords(adapter_names),
         )
         lps = torch.log_softmax(step.logits.float(), dim=-1)  # (batch, k, vocab)
         for b in range(batch):
@@ -145,14 +146,13 @@ def prompt_pass(model, prompts: list[list[int]], pad_id: int, prefix: SharedPref
     (model output with next-token logits only, attention mask, position ids), the mask and
     positions covering the prefix too."""
     device = next(model.parameters()).device
-    skip = prefix.length if prefix else 0
     own = prefix.suffixes(prompts) if prefix else prompts
     input_ids, attention, positions = (t.to(device) for t in left_pad(own, pad_id))
     cache = None
     if prefix is not None:
         cache = prefix.cache_for(names, len(prompts))
-        attention = torch.cat([attention.new_ones(len(prompts), skip), attention], 1)
-        positions = positions + skip
+        attention = torch.cat([attention.new_ones(len(prompts), prefix.length), attention], 1)
+        positions = positions + prefix.length
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, **{cache_keyword(model): cache},
                 use_cache=use_cache or cache is not None, logits_to_keep=1, **routing_keywords(names))
     return out, attention, positions
