@@ -117,7 +117,8 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "evaluate": {
         **COMMON_RULES,
-        "eval.n": _int(32, 1, nullable=True), "eval.batch_size": _int(32, 1), "eval.include_base": Rule("bool", True),
+        "eval.n": _int(32, 1, nullable=True), "eval.batch_size": _int(32, 1), "eval.decode_rows": _int(128, 1, nullable=True),
+        "eval.pass_cost_tokens": _int(32, 0, nullable=True), "eval.include_base": Rule("bool", True),
         "eval.mixed_adapter_batches": Rule("bool", True), "eval.max_adapters_per_batch": _int(8, 1),
         "eval.code_execution": Rule("choice", "off", choices=("off", "sandboxed")),
         "eval.decoding.classification": Rule("choice", "constrained", choices=("constrained", "loglik")),

@@ -22,6 +22,7 @@ from latent_traits.eval.decoding import (
     constrained_choice,
     generate,
     loglik_choice,
+    needs_eos,
     score_labels,
 )
 from latent_traits.eval.metrics import classification_metrics, code_metrics, numeric_metrics
@@ -36,10 +37,30 @@ def longest_first(lengths: list[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
+def padding_aware_cuts(lengths: list[int], max_rows: int, pass_cost: int) -> list[int]:
+    """Where to cut rows ordered longest first into prompt passes of at most `max_rows` rows, so
+    that the passes compute the fewest tokens: each pass costs its rows times its longest row
+    (padding included) plus `pass_cost`, a pass's fixed cost counted in tokens. Returns the start
+    of each pass and then len(lengths). Exact, by dynamic programming over the cut points."""
+    n = len(lengths)
+    best, start = [0] + [float("inf")] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        for first in range(max(0, end - max_rows), end):
+            cost = best[first] + pass_cost + (end - first) * lengths[first]
+            if cost < best[end]:
+                best[end], start[end] = cost, first
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(start[cuts[-1]])
+    return cuts[::-1]
+
+
 class Rows:
     """The rows of one task decoded for several adapters at once: entry k is (adapter index,
-    example index), adapter-major; `order` is the entries longest prompt first, and `batches`
-    cut it into batch_size pieces (neighbours waste little padding)."""
+    example index), adapter-major; `order` is the entries longest prompt first, `batches` cut it
+    into batch_size pieces (a fixed partition: sampling seeds each), and `passes` cuts it where
+    padding would cost more than another pass (neighbours in `order` waste little padding, but a
+    long tail of lengths puts many pads in the first batches)."""
 
     def __init__(self, adapters: list[str | None], prompts: list[list[int]], batch_size: int):
         self.adapters, self.prompts, self.batch_size = adapters, prompts, batch_size
@@ -47,6 +68,16 @@ class Rows:
         self.order = longest_first([len(prompts[i]) for _, i in self.entries])
         self.batches = [self.order[i:i + batch_size] for i in range(0, len(self.order), batch_size)]
         self.rows: list[list[dict[str, Any] | None]] = [[None] * len(prompts) for _ in adapters]
+
+    def passes(self, pass_cost: int | None) -> list[list[int]]:
+        """`order` cut into prompt passes of at most batch_size rows (padding_aware_cuts; None:
+        every batch_size rows), each a list of positions in `order`."""
+        if pass_cost is None:
+            cuts = [*range(0, len(self.order), self.batch_size), len(self.order)]
+        else:
+            cuts = padding_aware_cuts([len(self.prompts[self.entries[k][1]]) for k in self.order], self.batch_size,
+                                      pass_cost)
+        return [list(range(first, end)) for first, end in zip(cuts[:-1], cuts[1:], strict=True)]
 
     @property
     def routed(self) -> list[str] | None:
@@ -66,12 +97,14 @@ class Rows:
 
 
 def run_classification(model, tokenizer, spec: TaskSpec, examples: list[dict], table: Rows, mode: str,
-                       progress: Callable, prefix: SharedPrefix | None = None) -> None:
+                       progress: Callable, prefix: SharedPrefix | None = None, pass_cost: int | None = None) -> None:
     if mode not in CLASSIFICATION_MODES:
         raise LatentTraitsError(f"eval.decoding.classification={mode!r}: use constrained or loglik")
     labels = list(spec.labels)
     label_tokens = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-    for batch in progress(table.batches):
+    if pass_cost is not None:  # a batch also runs a pass for each label that feeds tokens
+        pass_cost *= 1 + sum(eos or len(t) > 1 for t, eos in zip(label_tokens, needs_eos(label_tokens), strict=True))
+    for batch in progress([[table.order[p] for p in positions] for positions in table.passes(pass_cost)]):
         prompts, routing = table.batch(batch)
         scores = score_labels(model, prompts, label_tokens, tokenizer.pad_token_id, tokenizer.eos_token_id,
                               prefix=prefix, **routing)
@@ -128,7 +161,8 @@ def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, A
 
 def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table: Rows,
                    decoding: dict[str, Any], progress: Callable, code: dict[str, Any] | None = None,
-                   prefix: SharedPrefix | None = None) -> None:
+                   prefix: SharedPrefix | None = None, pass_cost: int | None = None,
+                   decode_rows: int | None = None) -> None:
     seed, sampled = decoding.get("seed"), bool(decoding.get("do_sample", False))
     if seed is not None and table.adapters != [None]:
         raise LatentTraitsError("sampled cells are decoded one cell at a time (their seeds are per cell)")
@@ -144,21 +178,26 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
         return
     prompts, routing = table.batch(table.order)
     with progress(None, total=len(table.order)) as bar:  # greedy: one continuously batched call
-        outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, on_row_done=bar.update,
-                           prefix=prefix, **settings, **routing)
+        outputs = generate(model, tokenizer, prompts, batches=table.passes(pass_cost),
+                           max_rows=decode_rows or table.batch_size, on_row_done=bar.update, prefix=prefix,
+                           **settings, **routing)
     for k, text in zip(table.order, outputs, strict=True):
         table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
 
 
 def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: list[str | None], *,
               batch_size: int, max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
-              code: dict[str, Any] | None = None, share_prefix: bool = True) -> list[tuple[list[dict], dict, str, int]]:
+              code: dict[str, Any] | None = None, share_prefix: bool = True, pass_cost: int | None = None,
+              decode_rows: int | None = None) -> list[tuple[list[dict], dict, str, int]]:
     """One task's cells for each of `adapters` (peft adapter names, "__base__" for the base model;
     [None]: the one cell of whatever model is active), decoded in shared batches. Per adapter:
     (prediction rows, metrics, primary metric name, number of invalid outputs).
     `code`: {"execution": "off" | "sandboxed", "sandbox": {...}} for code_match tasks.
     `share_prefix`: the tokens all the task's prompts start with (its instruction) run once per
-    adapter, not once per row (greedy decoding and label scoring; sampling runs whole prompts)."""
+    adapter, not once per row (greedy decoding and label scoring; sampling runs whole prompts).
+    `pass_cost`: a prompt pass's fixed cost in tokens, for cutting passes where padding costs more
+    (Rows.passes; None: every batch_size rows). `decode_rows`: rows greedy generation decodes
+    together (default batch_size); prompt passes of at most batch_size rows fill that pool."""
     prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,  # room for the answer
                                     context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
                                     reserve=max_new_tokens(spec, decoding))
@@ -172,20 +211,22 @@ def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: 
     prefix = SharedPrefix(model, prompts[0][:shared], table.routed) if shared >= MIN_SHARED_PREFIX else None
     if spec.is_classification:
         run_classification(model, tokenizer, spec, examples, table,
-                           decoding.get("classification", "constrained"), progress, prefix)
+                           decoding.get("classification", "constrained"), progress, prefix, pass_cost)
     else:
-        run_generation(model, tokenizer, spec, examples, table, decoding, progress, code, prefix)
+        run_generation(model, tokenizer, spec, examples, table, decoding, progress, code, prefix, pass_cost,
+                       decode_rows)
     return [(rows, *cell_metrics(spec, rows)) for rows in table.rows]  # type: ignore[arg-type]
 
 
 def run_cell(model, tokenizer, spec: TaskSpec, examples: list[dict], *, batch_size: int,
              max_input_tokens: int | None, decoding: dict[str, Any], desc: str = "",
-             code: dict[str, Any] | None = None, share_prefix: bool = True) -> tuple[list[dict], dict, str, int]:
+             code: dict[str, Any] | None = None, share_prefix: bool = True, pass_cost: int | None = None,
+             decode_rows: int | None = None) -> tuple[list[dict], dict, str, int]:
     """One cell on the active model: (prediction rows, metrics, primary metric name, number of
     invalid outputs)."""
     return run_cells(model, tokenizer, spec, examples, [None], batch_size=batch_size,
                      max_input_tokens=max_input_tokens, decoding=decoding, desc=desc, code=code,
-                     share_prefix=share_prefix)[0]
+                     share_prefix=share_prefix, pass_cost=pass_cost, decode_rows=decode_rows)[0]
 
 
 def cell_metrics(spec: TaskSpec, rows: list[dict[str, Any]]) -> tuple[dict, str, int]:

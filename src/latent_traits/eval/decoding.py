@@ -188,16 +188,17 @@ def loglik_choice(scores: LabelScores) -> int:
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              seed: int | None = None, batch_size: int | None = None, on_row_done=None,
-             prefix: SharedPrefix | None = None, **routing) -> list[str]:
+             prefix: SharedPrefix | None = None, batches: list[list[int]] | None = None,
+             max_rows: int | None = None, **routing) -> list[str]:
     """Continue each prompt; cut each output at its first stop string.
-    Greedy decoding runs `greedy_decode`: at most `batch_size` rows at a time (all by default), in
-    the order given, after `prefix` where one is given (every prompt starts with its tokens).
+    Greedy decoding runs `greedy_decode` (see there for `batch_size`, `batches` and `max_rows`),
+    after `prefix` where one is given (every prompt starts with its tokens).
     Sampling runs transformers' generate on the prompts as one left-padded batch, and with a seed
     reseeds torch's generators first, so the same call gives the same text."""
     stop_ids = stop_token_ids(tokenizer, stop)
     if not do_sample:
         texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, batch_size=batch_size,
-                              on_row_done=on_row_done, prefix=prefix, **routing)
+                              on_row_done=on_row_done, prefix=prefix, batches=batches, max_rows=max_rows, **routing)
         return [cut_at_stop(text, stop) for text in texts]
     if seed is not None:
         torch.manual_seed(seed)  # every device's generator
@@ -232,20 +233,24 @@ def stop_token_ids(tokenizer, stop: list[str]) -> list[int]:
 @torch.no_grad()
 def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int],
                   stop: list[str], batch_size: int | None = None, on_row_done=None,
-                  adapter_names: list[str] | None = None, prefix: SharedPrefix | None = None) -> list[str]:
-    """Greedy continuation with continuous batching: at most `batch_size` rows decode together;
-    each row leaves the batch and its KV cache as it stops, and once a quarter of the batch is free
-    the next prompts (in the order given) are run and join it. Unlike batches run one after another
-    (each as long as its longest row, with ever fewer rows), the batch stays full; a step costs
-    nearly as much with a few rows as with many wherever reading the weights bounds it (a GPU, or a
-    CPU at a few rows). A row
-    stops at a stop token (kept, as generate keeps it; decoding skips special tokens), once its
-    text holds a stop string, or at max_new_tokens; the texts are not yet cut at stops."""
+                  adapter_names: list[str] | None = None, prefix: SharedPrefix | None = None,
+                  batches: list[list[int]] | None = None, max_rows: int | None = None) -> list[str]:
+    """Greedy continuation with continuous batching: at most `max_rows` rows decode together
+    (default `batch_size`, else all); each row leaves the batch and its KV cache as it stops, and
+    once the next prompt pass fits (or a quarter of the rows are free) it runs and its rows join.
+    Unlike batches run one after another (each as long as its longest row, with ever fewer rows),
+    the batch stays full; a step costs nearly as much with a few rows as with many wherever reading
+    the weights bounds it (a GPU, or a CPU at a few rows).
+    Prompt passes: `batches` (lists of indices into `prompts`, in the order they run; a pass
+    larger than the free rows runs in parts), else the prompts in the order given, as many as are
+    free at a time. A row stops at a stop token (kept, as generate keeps it; decoding skips special
+    tokens), once its text holds a stop string, or at max_new_tokens; the texts are not yet cut at
+    stops."""
     if max_new_tokens < 1:
         return [""] * len(prompts)
-    batch_size = batch_size or len(prompts)
-    refill_at = max(1, batch_size // 4)
-    pending = list(range(len(prompts)))
+    pending = [list(b) for b in batches if b] if batches is not None else [list(range(len(prompts)))]
+    max_rows = max_rows or batch_size or len(prompts)
+    refill_at = max(1, max_rows // 4)
     written: list[list[int]] = [[] for _ in prompts]
     stopper = StopOnText(tokenizer, stop, 0) if stop else None
     live: LiveRows | None = None
@@ -256,12 +261,12 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
                 or bool(stopper and stopper.holds_stop(tokens)))
 
     while pending or live is not None:
-        free = batch_size - (len(live.rows) if live else 0)
-        if pending and (live is None or (free >= min(refill_at, len(pending)) and live.can_join)):
+        free = max_rows - (len(live.rows) if live else 0)
+        if pending and (live is None or (free >= min(refill_at, len(pending[0])) and live.can_join)):
             # new rows: their prompts run; the running rows wait a pass with their next token
-            advanced = LiveRows.prefill(model, prompts, pending[:free], tokenizer.pad_token_id, adapter_names,
-                                        prefix)
-            pending = pending[free:]
+            joining, pending[0] = pending[0][:free], pending[0][free:]
+            pending = [b for b in pending if b]
+            advanced = LiveRows.prefill(model, prompts, joining, tokenizer.pad_token_id, adapter_names, prefix)
         else:
             advanced, live = live.step(model), None
         for row, token in zip(advanced.rows, advanced.tokens.tolist(), strict=True):

@@ -116,7 +116,11 @@ def stacked_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.T
         return result
     a, b = self._stacked_a[span], self._stacked_b[:, span]
     h = (x.to(a.dtype) @ a.T) * self._stacked_mask  # (rows, tokens, ranks), other adapters' zeroed
-    return result + (h @ b.T).to(result.dtype)
+    if h.dtype != result.dtype:  # a k-bit or other-precision base layer
+        return result + (h @ b.T).to(result.dtype)
+    # the sum inside the product (one pass over the output, not three): about half the LoRA cost
+    out = result.shape[-1]
+    return torch.addmm(result.reshape(-1, out), h.reshape(-1, h.shape[-1]), b.T).view(result.shape)
 
 
 class MixedModel:

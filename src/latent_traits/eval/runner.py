@@ -284,9 +284,23 @@ def mixes_adapters(cfg: DictConfig) -> bool:
             and not cfg.eval.decoding.get("do_sample", False))
 
 
-def shares_prefix(cfg: DictConfig) -> bool:
-    """Whether greedy decoding runs the prompt prefix a task's prompts share once per adapter."""
-    return bool(cfg.eval.get("share_prompt_prefix", True))
+# a prompt pass's fixed cost, in the tokens it could have computed instead: on a CPU one row's pass
+# of 64 tokens takes as long as 28 more tokens in a full batch would (measured on SmolLM2-135M,
+# BENCHMARKS.md); on a GPU a pass reads all the weights and launches every kernel whatever its size,
+# so padding is cheaper against it (an estimate, not measured)
+PASS_COST_TOKENS = {"cpu": 32, "gpu": 256}
+
+
+def batching(cfg: DictConfig, model) -> dict[str, Any]:
+    """How the hf backend batches a task's rows: run_cells' batch_size, share_prefix (greedy
+    decoding runs the prompt prefix a task's prompts share once per adapter), pass_cost (where
+    padding costs more than another prompt pass; eval.pass_cost_tokens, null: by the model's
+    device) and decode_rows (rows greedy generation decodes together)."""
+    cost = cfg.eval.get("pass_cost_tokens")
+    if cost is None:
+        cost = PASS_COST_TOKENS["cpu" if next(model.parameters()).device.type == "cpu" else "gpu"]
+    return {"batch_size": int(cfg.eval.batch_size), "share_prefix": bool(cfg.eval.get("share_prompt_prefix", True)),
+            "pass_cost": int(cost), "decode_rows": int(cfg.eval.get("decode_rows") or cfg.eval.batch_size)}
 
 
 def cell_groups(cfg: DictConfig, cells: list[Cell]) -> list[list[Cell]]:
@@ -338,9 +352,9 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
     """(rows, metrics, primary, n_invalid, seconds) of one cell on the resident HF model."""
     with resident_model(cfg, state).use(adapter) as model:
         started = time.perf_counter()
-        out = run_cell(model, state["tokenizer"], spec, examples, batch_size=cfg.eval.batch_size,
-                       max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                       code=settings.get("code"), desc=f"{adapter.id} x {spec.name}", share_prefix=shares_prefix(cfg))
+        out = run_cell(model, state["tokenizer"], spec, examples, max_input_tokens=cfg.data.max_input_tokens,
+                       decoding=settings["decoding"], code=settings.get("code"), desc=f"{adapter.id} x {spec.name}",
+                       **batching(cfg, model))
         return (*out, time.perf_counter() - started)
 
 
@@ -364,10 +378,9 @@ def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) ->
     spec, examples, settings = group[0].spec, group[0].examples, group[0].settings
     with resident_model(cfg, state).use_mixed(adapters) as (model, names):
         started = time.perf_counter()
-        outs = run_cells(model, state["tokenizer"], spec, examples, names, batch_size=cfg.eval.batch_size,
-                         max_input_tokens=cfg.data.max_input_tokens, decoding=settings["decoding"],
-                         code=settings.get("code"), desc=f"{len(adapters)} models x {spec.name}",
-                         share_prefix=shares_prefix(cfg))
+        outs = run_cells(model, state["tokenizer"], spec, examples, names, max_input_tokens=cfg.data.max_input_tokens,
+                         decoding=settings["decoding"], code=settings.get("code"),
+                         desc=f"{len(adapters)} models x {spec.name}", **batching(cfg, model))
         share = (time.perf_counter() - started) / len(group)
     log.info("%s: %d cells decoded in shared batches (%s)", spec.name, len(group), ", ".join(a.id for a in adapters))
     return [evaluate_cell(cfg, state, cell, decoded=(*out, share), batched_cells=len(group))
