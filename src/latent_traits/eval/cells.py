@@ -77,7 +77,10 @@ class Rows:
         else:
             cuts = padding_aware_cuts([len(self.prompts[self.entries[k][1]]) for k in self.order], self.batch_size,
                                       pass_cost)
-        return [list(range(first, end)) for first, end in zip(cuts[:-1], cuts[1:], strict=True)]
+        # within a pass, one adapter's rows together (entries are adapter-major): stacked LoRA runs
+        # each adapter's rows through its own rank block alone
+        return [sorted(range(first, end), key=self.order.__getitem__)
+                for first, end in zip(cuts[:-1], cuts[1:], strict=True)]
 
     @property
     def routed(self) -> list[str] | None:
