@@ -373,6 +373,30 @@ def test_continuous_batching_writes_what_one_batch_writes_in_fewer_passes(tok_mo
     assert sum(mine for mine, _ in steps.values()) < sum(theirs for _, theirs in steps.values()), steps
 
 
+def test_a_decode_pool_larger_than_a_prompt_pass_writes_the_same_texts(tok_model):
+    """Prompt passes (given as batches of prompt indices) fill a pool of max_rows decoding rows:
+    passes of a few rows join until the pool is full, a pass larger than the free rows runs in
+    parts, and every row writes the text it writes alone."""
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 9, seed=21, min_len=2, max_len=30) + real_prompts(tokenizer)
+    free = [tokenizer(t, add_special_tokens=False)["input_ids"]
+            for t in greedy_decode(model, tokenizer, prompts, 12, [tokenizer.eos_token_id], [])]
+    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:4]), tokenizer.decode(free[5][:7])]
+    stop_ids = [tokenizer.eos_token_id]
+    alone = [greedy_decode(model, tokenizer, [p], 12, stop_ids, stop)[0] for p in prompts]
+    batches = [[4, 0, 9], [1, 2], [11, 3, 5, 6], [8, 7, 10]]
+    for max_rows in (7, 2):
+        pool = CountingModel(model)
+        assert greedy_decode(pool, tokenizer, prompts, 12, stop_ids, stop, batches=batches, max_rows=max_rows) == alone
+        prefills = [rows for rows, cached in pool.passes if cached == 0]
+        steps = [rows for rows, cached in pool.passes if cached > 0]
+        assert sum(prefills) == len(prompts) and max(steps) <= max_rows
+        if max_rows == 7:  # the pool holds more rows than any one pass
+            assert prefills[:2] == [3, 2] and max(steps) > max(map(len, batches))
+        else:  # passes of 3 and 4 rows run 2 rows at a time
+            assert max(prefills) == 2 and len(prefills) > len(batches)
+
+
 def test_rows_keep_their_adapters_through_joins_and_drops(tok_model):
     """Each row's adapter name travels with it as rows join the running batch and leave it: a
     stand-in for routing makes adapter k's rows write token T_k; adapter 0's token is a stop

@@ -94,6 +94,26 @@ def test_the_shared_prompt_prefix_changes_no_cell(tmp_path, one_at_a_time, monke
         assert prefixes == []
 
 
+@pytest.mark.parametrize("batching", [["eval.pass_cost_tokens=0", "eval.decode_rows=16"],
+                                      ["eval.pass_cost_tokens=1000", "eval.decode_rows=null"]])
+def test_prompt_passes_and_the_decode_pool_change_no_cell(tmp_path, one_at_a_time, batching):
+    """Passes cut at every length change and a pool of all of a task's rows, or full passes and a
+    pool of batch_size rows: the cells one at a time gives."""
+    make_adapters(tmp_path)
+    evaluate_all(compose_config("evaluate", [*EVAL, *batching], tmp_path))
+    assert_same_cells(read_cells(tmp_path / "eval"), one_at_a_time)
+
+
+def test_batching_settings_follow_the_config_and_the_device(tiny_tokenizer_and_model):
+    _, model = tiny_tokenizer_and_model  # on the CPU
+    default = runner.batching(compose_config("evaluate", EVAL), model)
+    assert default == {"batch_size": 4, "share_prefix": True, "pass_cost": runner.PASS_COST_TOKENS["cpu"],
+                       "decode_rows": 128}
+    chosen = runner.batching(compose_config("evaluate", [*EVAL, "eval.pass_cost_tokens=7", "eval.decode_rows=null",
+                                                         "eval.share_prompt_prefix=false"]), model)
+    assert chosen == {"batch_size": 4, "share_prefix": False, "pass_cost": 7, "decode_rows": 4}
+
+
 def test_a_job_killed_between_groups_resumes_cell_by_cell(tmp_path, one_at_a_time, monkeypatch):
     make_adapters(tmp_path)
     real, calls = runner.run_cells, []

@@ -87,3 +87,47 @@ def test_dora_adapters_are_left_to_peft(tiny_tokenizer_and_model):
     peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], use_dora=True),
                           adapter_name="d")
     assert "variant" in unstackable(peft, ["d"])
+
+
+def lora_products(fn) -> dict[str, int]:
+    """How many in-place (per adapter run) and fused (stacked, masked) LoRA products a call runs."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    counts = {e.key: e.count for e in prof.key_averages()}
+    return {"per_run": counts.get("aten::addmm_", 0), "masked": counts.get("aten::addmm", 0)}
+
+
+@pytest.mark.parametrize("tokens", [9, 1])
+@pytest.mark.parametrize("rows", [["a", "a", "b", BASE_ROW, "c", "c"], ["c", "a", "c", BASE_ROW, "a", "b"]])
+def test_prompt_passes_and_decoding_steps_give_peft_rows(peft_model, tokens, rows):
+    """A prompt pass (several tokens a row, no gradients) runs each run of one adapter's rows
+    through that adapter's rank block alone, grouped or interleaved; a decoding step (one token a
+    row) runs the masked stack. Both give peft's rows."""
+    torch.manual_seed(3)
+    input_ids = torch.randint(3, 1000, (len(rows), tokens))
+    with torch.no_grad():
+        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
+        with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
+            mixed = MixedModel(peft_model, stacked)
+            got = mixed(input_ids=input_ids, adapter_names=rows).logits
+            ran = lora_products(lambda: mixed(input_ids=input_ids, adapter_names=rows))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    if tokens > 1:
+        assert ran["per_run"] > 0 and ran["masked"] == 0, ran
+    else:
+        assert ran["per_run"] == 0 and ran["masked"] > 0, ran
+
+
+def test_with_gradients_the_masked_stack_runs(peft_model):
+    """The per-run products write into the base layer's output in place: only without gradients."""
+    torch.manual_seed(4)
+    input_ids = torch.randint(3, 1000, (3, 5))
+    rows = ["a", "b", "c"]
+    with torch.no_grad():
+        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
+    with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
+        mixed = MixedModel(peft_model, stacked)
+        got = mixed(input_ids=input_ids, adapter_names=rows).logits
+        ran = lora_products(lambda: mixed(input_ids=input_ids, adapter_names=rows))
+    torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-4)
+    assert ran["per_run"] == 0 and ran["masked"] > 0, ran
