@@ -10,6 +10,7 @@ import torch
 
 from latent_traits.eval.decoding import (
     LabelScores,
+    RoomyLayer,
     SharedPrefix,
     StopOnText,
     common_prefix_length,
@@ -568,3 +569,26 @@ def test_the_cache_goes_by_the_name_the_model_takes(tok_model):
     assert cache_keyword(old) == "past_key_values"
     out = model(input_ids=torch.tensor([[5, 6, 7]]), use_cache=True)
     assert returned_cache(out) is not None and returned_cache(out).get_seq_length() == 3
+
+
+def test_a_roomy_cache_layer_holds_what_a_dynamic_layer_holds():
+    """Token by token, past its first room (it doubles) and through row selections, a RoomyLayer
+    returns the keys and values a DynamicLayer returns; within its room it writes in place."""
+    from transformers.cache_utils import DynamicLayer
+
+    torch.manual_seed(0)
+    start = torch.randn(4, 2, 5, 3), torch.randn(4, 2, 5, 3)
+    plain, roomy = DynamicLayer(), RoomyLayer.holding(*start)
+    plain.update(*start)
+    buffer = roomy._keys.data_ptr()
+    for step in range(RoomyLayer.ROOM + 9):
+        new = torch.randn(plain.keys.shape[0], 2, 1 + step % 2, 3), torch.randn(plain.keys.shape[0], 2, 1 + step % 2, 3)
+        want, got = plain.update(*new), roomy.update(*new)
+        assert all(torch.equal(w, g) for w, g in zip(want, got, strict=True))
+        if step == 20:
+            assert roomy._keys.data_ptr() == buffer  # written in place: no copy of the cache
+            index = torch.tensor([0, 2, 3])
+            plain.batch_select_indices(index)
+            roomy.batch_select_indices(index)
+    assert roomy.get_seq_length() == plain.get_seq_length() > 5 + RoomyLayer.ROOM
+    assert torch.equal(roomy.keys, plain.keys) and torch.equal(roomy.values, plain.values)

@@ -105,10 +105,17 @@ def test_prompt_passes_and_the_decode_pool_change_no_cell(tmp_path, one_at_a_tim
 
 
 def test_batching_settings_follow_the_config_and_the_device(tiny_tokenizer_and_model):
-    _, model = tiny_tokenizer_and_model  # on the CPU
+    import torch
+
+    _, model = tiny_tokenizer_and_model  # on the CPU, one thread (the one_thread fixture)
     default = runner.batching(compose_config("evaluate", EVAL), model)
     assert default == {"batch_size": 4, "share_prefix": True, "pass_cost": runner.PASS_COST_TOKENS["cpu"],
                        "decode_rows": 128}
+    torch.set_num_threads(2)  # each token's compute shared by two threads: a pass's own cost weighs double
+    try:
+        assert runner.batching(compose_config("evaluate", EVAL), model)["pass_cost"] == 2 * runner.PASS_COST_TOKENS["cpu"]
+    finally:
+        torch.set_num_threads(1)
     chosen = runner.batching(compose_config("evaluate", [*EVAL, "eval.pass_cost_tokens=7", "eval.decode_rows=null",
                                                          "eval.share_prompt_prefix=false"]), model)
     assert chosen == {"batch_size": 4, "share_prefix": False, "pass_cost": 7, "decode_rows": 4}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -284,10 +285,11 @@ def mixes_adapters(cfg: DictConfig) -> bool:
             and not cfg.eval.decoding.get("do_sample", False))
 
 
-# a prompt pass's fixed cost, in the tokens it could have computed instead: on a CPU one row's pass
-# of 64 tokens takes as long as 28 more tokens in a full batch would (measured on SmolLM2-135M,
-# BENCHMARKS.md); on a GPU a pass reads all the weights and launches every kernel whatever its size,
-# so padding is cheaper against it (an estimate, not measured)
+# a prompt pass's fixed cost, in the tokens it could have computed instead. On a CPU, per thread: a
+# pass's own cost (reading the weights, dispatch) stays as threads are added while each token's
+# compute is shared among them (SmolLM2-135M, one thread: a 64-token pass of one row costs as much
+# as 28 more tokens in a full pass; BENCHMARKS.md). On a GPU a pass reads all the weights and
+# launches every kernel whatever its size, so padding is cheap against it (an estimate, not measured)
 PASS_COST_TOKENS = {"cpu": 32, "gpu": 256}
 
 
@@ -298,7 +300,8 @@ def batching(cfg: DictConfig, model) -> dict[str, Any]:
     device) and decode_rows (rows greedy generation decodes together)."""
     cost = cfg.eval.get("pass_cost_tokens")
     if cost is None:
-        cost = PASS_COST_TOKENS["cpu" if next(model.parameters()).device.type == "cpu" else "gpu"]
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        cost = PASS_COST_TOKENS["cpu"] * torch.get_num_threads() if on_cpu else PASS_COST_TOKENS["gpu"]
     return {"batch_size": int(cfg.eval.batch_size), "share_prefix": bool(cfg.eval.get("share_prompt_prefix", True)),
             "pass_cost": int(cost), "decode_rows": int(cfg.eval.get("decode_rows") or cfg.eval.batch_size)}
 
