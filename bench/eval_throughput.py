@@ -161,12 +161,13 @@ def run_lm_eval(args, adapters, model_dir: str, task_dir: Path, out: Path) -> di
 
 
 def worker_reload(args) -> None:
-    """Method 2: a fresh base model and adapter for every cell, the framework's decoding code."""
+    """Method 2: a fresh base model and adapter for every cell, the framework's decoding code and
+    batching settings (as evaluate.py runs a cell)."""
     from peft import PeftModel
 
     from latent_traits.config import to_plain
     from latent_traits.eval.cells import run_cell
-    from latent_traits.eval.runner import BASE, decoding_settings, discover_adapters
+    from latent_traits.eval.runner import BASE, batching, decoding_settings, discover_adapters
     from latent_traits.io import write_jsonl
     from latent_traits.model.factory import load_tokenizer, load_tokenizer_and_model
 
@@ -180,9 +181,8 @@ def worker_reload(args) -> None:
             if not adapter.is_base:
                 model = PeftModel.from_pretrained(model, str(adapter.path))
             model.eval()
-            rows, *_ = run_cell(model, tokenizer, spec, examples, batch_size=cfg.eval.batch_size,
-                                max_input_tokens=cfg.data.max_input_tokens,
-                                decoding=decoding_settings(cfg, adapter.id, spec.name))
+            rows, *_ = run_cell(model, tokenizer, spec, examples, max_input_tokens=cfg.data.max_input_tokens,
+                                decoding=decoding_settings(cfg, adapter.id, spec.name), **batching(cfg, model))
             write_jsonl(Path(args.worker_reload) / adapter.id / f"{spec.name}.predictions.jsonl", rows)
 
 

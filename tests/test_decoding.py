@@ -388,7 +388,7 @@ def test_a_decode_pool_larger_than_a_prompt_pass_writes_the_same_texts(tok_model
     batches = [[4, 0, 9], [1, 2], [11, 3, 5, 6], [8, 7, 10]]
     for max_rows in (7, 2):
         pool = CountingModel(model)
-        assert greedy_decode(pool, tokenizer, prompts, 12, stop_ids, stop, batches=batches, max_rows=max_rows) == alone
+        assert greedy_decode(pool, tokenizer, prompts, 12, stop_ids, stop, passes=batches, max_rows=max_rows) == alone
         prefills = [rows for rows, cached in pool.passes if cached == 0]
         steps = [rows for rows, cached in pool.passes if cached > 0]
         assert sum(prefills) == len(prompts) and max(steps) <= max_rows
@@ -490,9 +490,10 @@ def test_a_prompt_must_continue_the_shared_prefix(tok_model):
 
 
 def test_without_joinable_caches_batches_run_one_after_another(tok_model, monkeypatch):
-    """Where the cache cannot take other rows (LiveRows.can_join false: sliding-window or
-    quantized caches), a batch runs until its last row stops before the next starts: same texts."""
-    from latent_traits.eval.decoding import LiveRows
+    """Where the cache's layers are not plain dynamic ones (sliding-window, quantized), no row can
+    join running rows: a batch runs until its last row stops before the next starts, and after the
+    first pass a batch takes up to batch_size rows across the given passes. Same texts."""
+    import latent_traits.eval.decoding as decoding
 
     tokenizer, model = tok_model
     prompts = random_prompts(tokenizer, 7, seed=21, min_len=2, max_len=30)
@@ -500,11 +501,25 @@ def test_without_joinable_caches_batches_run_one_after_another(tok_model, monkey
             for t in greedy_decode(model, tokenizer, prompts, 10, [tokenizer.eos_token_id], [])]
     stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:5])]
     want = greedy_decode(model, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop)
-    monkeypatch.setattr(LiveRows, "can_join", property(lambda self: False))
-    pool = CountingModel(model)
-    assert greedy_decode(pool, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop, batch_size=3) == want
-    prefills = [i for i, (_, cached) in enumerate(pool.passes) if cached == 0]
-    assert [pool.passes[i][0] for i in prefills] == [3, 3, 1]  # whole batches, each after the last ended
+    monkeypatch.setattr(decoding, "DynamicLayer", type("OtherLayer", (), {}))  # no layer is a plain one
+    for passes, expected in ((None, [3, 3, 1]), ([[0, 1], [2], [3, 4, 5], [6]], [2, 3, 2])):
+        pool = CountingModel(model)
+        assert greedy_decode(pool, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop, batch_size=3,
+                             passes=passes, max_rows=8 if passes else None) == want
+        prefills = [i for i, (_, cached) in enumerate(pool.passes) if cached == 0]
+        assert [pool.passes[i][0] for i in prefills] == expected  # whole batches, each after the last ended
+        assert all(pool.passes[i + 1][0] <= pool.passes[i][0] for i in range(len(pool.passes) - 1)
+                   if pool.passes[i + 1][1] > 0)  # no step has more rows than the one before: none joined
+
+
+def test_passes_must_hold_every_prompt_once_and_no_prompts_is_no_work(tok_model):
+    tokenizer, model = tok_model
+    prompts = random_prompts(tokenizer, 3, seed=1)
+    for passes in ([[0, 1]], [[0, 1], [1, 2]], [[0, 1, 2, 3]]):
+        with pytest.raises(ValueError, match="every prompt exactly once"):
+            greedy_decode(model, tokenizer, prompts, 4, [tokenizer.eos_token_id], [], passes=passes)
+    assert greedy_decode(model, tokenizer, [], 4, [tokenizer.eos_token_id], []) == []
+    assert greedy_decode(model, tokenizer, [], 4, [tokenizer.eos_token_id], [], passes=[]) == []
 
 
 @pytest.mark.slow
@@ -592,3 +607,26 @@ def test_a_roomy_cache_layer_holds_what_a_dynamic_layer_holds():
             roomy.batch_select_indices(index)
     assert roomy.get_seq_length() == plain.get_seq_length() > 5 + RoomyLayer.ROOM
     assert torch.equal(roomy.keys, plain.keys) and torch.equal(roomy.values, plain.values)
+
+
+def test_a_roomy_layer_joins_rows_as_merge_needs_and_keeps_its_buffers_in_step():
+    """join: both layers' rows left-padded with zeros to one width, the leading all-padding
+    columns dropped; then DynamicLayer's own row and cache operations keep later writes right."""
+    torch.manual_seed(1)
+    mine = RoomyLayer.holding(torch.randn(2, 1, 4, 2), torch.randn(2, 1, 4, 2), room=3)
+    theirs = RoomyLayer.holding(torch.randn(1, 1, 6, 2), torch.randn(1, 1, 6, 2))
+    keys_a, keys_b = mine.keys.clone(), theirs.keys.clone()
+    mine.join(theirs, width=7, drop=1)  # mine: 3 pad columns then 4; theirs: 1 then 6; the first dropped
+    assert mine.keys.shape == (3, 1, 6, 2)
+    assert torch.equal(mine.keys[:2, :, :2], torch.zeros(2, 1, 2, 2)) and torch.equal(mine.keys[:2, :, 2:], keys_a)
+    assert torch.equal(mine.keys[2:], keys_b)
+    for operation in (lambda layer: layer.reorder_cache(torch.tensor([2, 0, 1])),
+                      lambda layer: layer.batch_repeat_interleave(2)):
+        operation(mine)
+        before = mine.keys.clone()
+        new = torch.randn(mine.keys.shape[0], 1, 1, 2)
+        keys, _ = mine.update(new, new)
+        assert torch.equal(keys, torch.cat([before, new], dim=-2))
+    mine.reset()
+    new = torch.randn(2, 1, 3, 2)
+    assert torch.equal(mine.update(new, new)[0], new) and mine.get_seq_length() == 3

@@ -116,6 +116,8 @@ def test_batching_settings_follow_the_config_and_the_device(tiny_tokenizer_and_m
         assert runner.batching(compose_config("evaluate", EVAL), model)["pass_cost"] == 2 * runner.PASS_COST_TOKENS["cpu"]
     finally:
         torch.set_num_threads(1)
+    on_gpu = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(device=torch.device("cuda", 0))]))
+    assert runner.batching(compose_config("evaluate", EVAL), on_gpu)["pass_cost"] == runner.PASS_COST_TOKENS["gpu"]
     chosen = runner.batching(compose_config("evaluate", [*EVAL, "eval.pass_cost_tokens=7", "eval.decode_rows=null",
                                                          "eval.share_prompt_prefix=false"]), model)
     assert chosen == {"batch_size": 4, "share_prefix": False, "pass_cost": 7, "decode_rows": 4}

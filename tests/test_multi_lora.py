@@ -100,9 +100,10 @@ def lora_products(fn) -> dict[str, int]:
 @pytest.mark.parametrize("tokens", [9, 1])
 @pytest.mark.parametrize("rows", [["a", "a", "b", BASE_ROW, "c", "c"], ["c", "a", "c", BASE_ROW, "a", "b"]])
 def test_prompt_passes_and_decoding_steps_give_peft_rows(peft_model, tokens, rows):
-    """A prompt pass (several tokens a row, no gradients) runs each run of one adapter's rows
-    through that adapter's rank block alone, grouped or interleaved; a decoding step (one token a
-    row) runs the masked stack. Both give peft's rows."""
+    """A prompt pass (several tokens a row, no gradients) whose rows lie together by adapter runs
+    each adapter's rows through its rank block alone; rows interleaved (a product per scattered
+    row would cost more) and a decoding step (one token a row) run the masked stack. All give
+    peft's rows."""
     torch.manual_seed(3)
     input_ids = torch.randint(3, 1000, (len(rows), tokens))
     with torch.no_grad():
@@ -112,7 +113,7 @@ def test_prompt_passes_and_decoding_steps_give_peft_rows(peft_model, tokens, row
             got = mixed(input_ids=input_ids, adapter_names=rows).logits
             ran = lora_products(lambda: mixed(input_ids=input_ids, adapter_names=rows))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    if tokens > 1:
+    if tokens > 1 and rows[0] == rows[1]:  # the grouped order
         assert ran["per_run"] > 0 and ran["masked"] == 0, ran
     else:
         assert ran["per_run"] == 0 and ran["masked"] > 0, ran

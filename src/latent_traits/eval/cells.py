@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from latent_traits.data.prompts import encode_prompts_within
@@ -42,16 +43,16 @@ def padding_aware_cuts(lengths: list[int], max_rows: int, pass_cost: int) -> lis
     that the passes compute the fewest tokens: each pass costs its rows times its longest row
     (padding included) plus `pass_cost`, a pass's fixed cost counted in tokens. Returns the start
     of each pass and then len(lengths). Exact, by dynamic programming over the cut points."""
-    n = len(lengths)
-    best, start = [0] + [float("inf")] * n, [0] * (n + 1)
-    for end in range(1, n + 1):
-        for first in range(max(0, end - max_rows), end):
-            cost = best[first] + pass_cost + (end - first) * lengths[first]
-            if cost < best[end]:
-                best[end], start[end] = cost, first
+    n, width = len(lengths), np.asarray(lengths, dtype=np.int64)
+    best, start = np.zeros(n + 1, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):  # the cheapest cost of the first `end` rows: its last pass starts at `first`
+        first = np.arange(max(0, end - max_rows), end)
+        costs = best[first] + pass_cost + (end - first) * width[first]
+        k = int(costs.argmin())
+        best[end], start[end] = costs[k], first[k]
     cuts = [n]
     while cuts[-1] > 0:
-        cuts.append(start[cuts[-1]])
+        cuts.append(int(start[cuts[-1]]))
     return cuts[::-1]
 
 
@@ -181,7 +182,7 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
         return
     prompts, routing = table.batch(table.order)
     with progress(None, total=len(table.order)) as bar:  # greedy: one continuously batched call
-        outputs = generate(model, tokenizer, prompts, batches=table.passes(pass_cost),
+        outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, passes=table.passes(pass_cost),
                            max_rows=decode_rows or table.batch_size, on_row_done=bar.update, prefix=prefix,
                            **settings, **routing)
     for k, text in zip(table.order, outputs, strict=True):

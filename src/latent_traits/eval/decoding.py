@@ -189,17 +189,17 @@ def loglik_choice(scores: LabelScores) -> int:
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              seed: int | None = None, batch_size: int | None = None, on_row_done=None,
-             prefix: SharedPrefix | None = None, batches: list[list[int]] | None = None,
+             prefix: SharedPrefix | None = None, passes: list[list[int]] | None = None,
              max_rows: int | None = None, **routing) -> list[str]:
     """Continue each prompt; cut each output at its first stop string.
-    Greedy decoding runs `greedy_decode` (see there for `batch_size`, `batches` and `max_rows`),
+    Greedy decoding runs `greedy_decode` (see there for `batch_size`, `passes` and `max_rows`),
     after `prefix` where one is given (every prompt starts with its tokens).
     Sampling runs transformers' generate on the prompts as one left-padded batch, and with a seed
     reseeds torch's generators first, so the same call gives the same text."""
     stop_ids = stop_token_ids(tokenizer, stop)
     if not do_sample:
         texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, batch_size=batch_size,
-                              on_row_done=on_row_done, prefix=prefix, batches=batches, max_rows=max_rows, **routing)
+                              on_row_done=on_row_done, prefix=prefix, passes=passes, max_rows=max_rows, **routing)
         return [cut_at_stop(text, stop) for text in texts]
     if seed is not None:
         torch.manual_seed(seed)  # every device's generator
@@ -235,26 +235,36 @@ def stop_token_ids(tokenizer, stop: list[str]) -> list[int]:
 def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int],
                   stop: list[str], batch_size: int | None = None, on_row_done=None,
                   adapter_names: list[str] | None = None, prefix: SharedPrefix | None = None,
-                  batches: list[list[int]] | None = None, max_rows: int | None = None) -> list[str]:
+                  passes: list[list[int]] | None = None, max_rows: int | None = None) -> list[str]:
     """Greedy continuation with continuous batching: at most `max_rows` rows decode together
     (default `batch_size`, else all); each row leaves the batch and its KV cache as it stops, and
     once the next prompt pass fits (or a quarter of the rows are free) it runs and its rows join.
     Unlike batches run one after another (each as long as its longest row, with ever fewer rows),
     the batch stays full; a step costs nearly as much with a few rows as with many wherever reading
     the weights bounds it (a GPU, or a CPU at a few rows).
-    Prompt passes: `batches` (lists of indices into `prompts`, in the order they run; a pass
-    larger than the free rows runs in parts), else the prompts in the order given, as many as are
-    free at a time. A row stops at a stop token (kept, as generate keeps it; decoding skips special
-    tokens), once its text holds a stop string, or at max_new_tokens; the texts are not yet cut at
-    stops."""
-    if max_new_tokens < 1:
+    Prompt passes: `passes` (lists of indices into `prompts`, each index once, in the order they
+    run; a pass larger than the free rows runs in parts), else the prompts in the order given, as
+    many as are free at a time. Where the model's cache cannot take joining rows (sliding-window,
+    quantized), each pass's rows decode until all have stopped, and a pass then takes up to
+    `batch_size` rows across the given passes. A row stops at a stop token (kept, as generate keeps
+    it; decoding skips special tokens), once its text holds a stop string, or at max_new_tokens;
+    the texts are not yet cut at stops."""
+    if max_new_tokens < 1 or not prompts:
         return [""] * len(prompts)
-    pending = [list(b) for b in batches if b] if batches is not None else [list(range(len(prompts)))]
+    if passes is None:
+        pending = [list(range(len(prompts)))]
+    else:
+        pending = [list(p) for p in passes if p]
+        if sorted(i for p in pending for i in p) != list(range(len(prompts))):
+            raise ValueError("passes must hold the index of every prompt exactly once")
+    pass_rows = batch_size or max(map(len, pending))
     max_rows = max_rows or batch_size or len(prompts)
     refill_at = max(1, max_rows // 4)
+    room = min(max_new_tokens, RoomyLayer.ROOM)  # a row feeds at most max_new_tokens - 1 tokens
     written: list[list[int]] = [[] for _ in prompts]
     stopper = StopOnText(tokenizer, stop, 0) if stop else None
     live: LiveRows | None = None
+    joins = True  # whether the model's cache takes joining rows (known after the first pass)
 
     def stopped(row: int) -> bool:
         tokens = written[row]
@@ -265,9 +275,15 @@ def greedy_decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
         free = max_rows - (len(live.rows) if live else 0)
         if pending and (live is None or (free >= min(refill_at, len(pending[0])) and live.can_join)):
             # new rows: their prompts run; the running rows wait a pass with their next token
-            joining, pending[0] = pending[0][:free], pending[0][free:]
-            pending = [b for b in pending if b]
-            advanced = LiveRows.prefill(model, prompts, joining, tokenizer.pad_token_id, adapter_names, prefix)
+            if joins:
+                joining, pending[0] = pending[0][:free], pending[0][free:]
+            else:  # no pool to fill: one pass of up to batch_size rows, across the given passes
+                rows = [i for p in pending for i in p]
+                take = min(free, pass_rows)
+                joining, pending = rows[:take], [rows[take:]]
+            pending = [p for p in pending if p]
+            advanced = LiveRows.prefill(model, prompts, joining, tokenizer.pad_token_id, adapter_names, prefix, room)
+            joins = advanced.can_join
         else:
             advanced, live = live.step(model), None
         for row, token in zip(advanced.rows, advanced.tokens.tolist(), strict=True):
@@ -291,13 +307,16 @@ class LiveRows:
             rows, cache, attention, position, tokens, names)
 
     @classmethod
-    def prefill(cls, model, prompts, rows: list[int], pad_id: int, adapter_names, prefix=None) -> LiveRows:
+    def prefill(cls, model, prompts, rows: list[int], pad_id: int, adapter_names, prefix=None,
+                room: int = 64) -> LiveRows:
+        """The rows' prompt pass; where the cache's layers are plain dynamic ones, they become
+        RoomyLayers with `room` tokens of room (and the rows can join others)."""
         names = None if adapter_names is None else [adapter_names[r] for r in rows]
         out, attention, positions = prompt_pass(model, [prompts[r] for r in rows], pad_id, prefix, names,
                                                 use_cache=True)
         cache = returned_cache(out)
-        if joinable(cache):  # room to write the next tokens in place
-            cache.layers = [RoomyLayer.holding(layer.keys, layer.values) for layer in cache.layers]
+        if all(type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None for layer in cache.layers):
+            cache.layers = [RoomyLayer.holding(layer.keys, layer.values, room) for layer in cache.layers]
         return cls(list(rows), cache, attention, positions[:, -1:], out.logits[:, -1].argmax(-1), names)
 
     def step(self, model) -> LiveRows:
@@ -323,8 +342,10 @@ class LiveRows:
 
     @property
     def can_join(self) -> bool:
-        """Whether other rows' caches can be joined to this one (see `joinable`)."""
-        return joinable(self.cache)
+        """Whether other rows can join these: their cache's layers are RoomyLayers (plain dynamic
+        layers made roomy by `prefill`; a sliding-window or quantized cache holds more than keys
+        and values)."""
+        return all(type(layer) is RoomyLayer for layer in self.cache.layers)
 
     def merge(self, other: LiveRows | None) -> LiveRows:
         """One batch of both: caches and masks left-padded to a common length; columns no row
@@ -335,54 +356,84 @@ class LiveRows:
         attention = torch.cat([zeros_before(self.attention, 1, width), zeros_before(other.attention, 1, width)], 0)
         first = int(attention.any(0).nonzero()[0])  # the first column any row attends to
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.hold(*(torch.cat([zeros_before(a, 2, width), zeros_before(b, 2, width)], 0)[:, :, first:]
-                        for a, b in ((mine.keys, theirs.keys), (mine.values, theirs.values))))
+            mine.join(theirs, width, first)
         names = None if self.names is None else self.names + other.names
         return LiveRows(self.rows + other.rows, self.cache, attention[:, first:],
                         torch.cat([self.position, other.position]), torch.cat([self.tokens, other.tokens]), names)
 
 
-def joinable(cache) -> bool:
-    """Whether rows can be joined to and dropped from this cache: plain, filled dynamic layers only
-    (a sliding-window or quantized cache holds more than keys and values)."""
-    return all(type(layer) in (DynamicLayer, RoomyLayer) and getattr(layer, "keys", None) is not None
-               for layer in cache.layers)
-
-
 class RoomyLayer(DynamicLayer):
     """A dynamic cache layer whose keys and values are views of buffers with room for more
-    tokens: a decoding step writes its token in place, where DynamicLayer copies the whole
-    cache (torch.cat), about a sixth of a CPU decoding step at 25 rows. Full, it doubles."""
+    tokens: a decoding step writes its token in place, where DynamicLayer copies the whole cache
+    (torch.cat), about a sixth of a CPU decoding step at 25 rows. Full, it takes ROOM more."""
 
-    ROOM = 64  # tokens of room at first
+    ROOM = 64  # tokens of room at most (fewer where fewer can come)
 
     @classmethod
-    def holding(cls, keys: torch.Tensor, values: torch.Tensor) -> RoomyLayer:
+    def holding(cls, keys: torch.Tensor, values: torch.Tensor, room: int = ROOM) -> RoomyLayer:
         layer = cls()
-        layer.device, layer.is_initialized = keys.device, True
+        layer.device, layer.is_initialized, layer.room = keys.device, True, max(1, room)
         layer.hold(keys, values)
         return layer
 
     def hold(self, keys: torch.Tensor, values: torch.Tensor, room: int | None = None) -> None:
-        """Take these keys and values, with room for `room` more tokens (default ROOM)."""
-        rows, heads, length, dim = keys.shape
-        self._keys = keys.new_empty(rows, heads, length + (room or self.ROOM), dim)
-        self._values = values.new_empty(rows, heads, length + (room or self.ROOM), values.shape[-1])
+        """Take these keys and values, with room for `room` more tokens (default self.room)."""
+        length, room = keys.shape[-2], room or self.room
+        self._keys = keys.new_empty(*keys.shape[:2], length + room, keys.shape[-1])
+        self._values = values.new_empty(*values.shape[:2], length + room, values.shape[-1])
         self._keys[:, :, :length], self._values[:, :, :length] = keys, values
         self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized or self.keys is None:  # after reset()
+            self.device, self.is_initialized, self.room = key_states.device, True, getattr(self, "room", self.ROOM)
+            self.hold(key_states, value_states)
+            return self.keys, self.values
         length, new = self.keys.shape[-2], key_states.shape[-2]
         if length + new > self._keys.shape[-2]:
-            self.hold(self.keys, self.values, room=max(new, length))
+            self.hold(self.keys, self.values, room=max(new, self.ROOM))
         self._keys[:, :, length:length + new], self._values[:, :, length:length + new] = key_states, value_states
         self.keys, self.values = self._keys[:, :, :length + new], self._values[:, :, :length + new]
         return self.keys, self.values
+
+    def join(self, other: RoomyLayer, width: int, drop: int) -> None:
+        """Take other's rows after these, in one new buffer: each layer's columns left-padded with
+        zeros to `width`, then the first `drop` columns (padding for every row) dropped."""
+        length, mine = width - drop, self.keys.shape[0]
+        buffers = []
+        for a, b in ((self.keys, other.keys), (self.values, other.values)):
+            buffer = a.new_empty(mine + b.shape[0], a.shape[1], length + self.room, a.shape[-1])
+            for rows, t in ((slice(0, mine), a), (slice(mine, None), b)):
+                offset = width - t.shape[-2] - drop  # where t's first column lands
+                buffer[rows, :, :max(0, offset)] = 0  # padding: masked, but never garbage (0 x NaN is NaN)
+                buffer[rows, :, max(0, offset):length] = t[:, :, max(0, -offset):]
+            buffers.append(buffer)
+        self._keys, self._values = buffers
+        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         length = self.keys.shape[-2]
         self._keys, self._values = self._keys[indices], self._values[indices]  # room included
         self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+
+    # DynamicLayer's own methods that replace keys and values: then the buffers follow them
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        super().reorder_cache(beam_idx)
+        self.hold(self.keys, self.values)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        self.hold(self.keys, self.values)
+
+    def offload(self) -> None:
+        super().offload()
+        if self.is_initialized:
+            self.hold(self.keys, self.values)
+
+    def prefetch(self) -> None:
+        super().prefetch()
+        if self.is_initialized:
+            self.hold(self.keys, self.values)
 
 
 def zeros_before(t: torch.Tensor, dim: int, width: int) -> torch.Tensor:

@@ -109,7 +109,11 @@ class StackedAdapters:
                 owner = torch.tensor(rows)
                 keep = ((col[None] >= starts[owner.clamp(min=0)][:, None])
                         & (col[None] < ends[owner.clamp(min=0)][:, None]) & (owner[:, None] >= 0))
-                blocks = [(first, end, slice(int(starts[a]), int(ends[a]))) for first, end, a in runs if ends[a] > starts[a]]
+                # per-run products only where each adapter's rows lie together (Rows.passes): else
+                # a product per scattered row would cost more than the masked stack saves
+                grouped = len(runs) == len({a for _, _, a in runs})
+                blocks = ([(first, end, slice(int(starts[a]), int(ends[a]))) for first, end, a in runs
+                           if ends[a] > starts[a]] if grouped else None)
                 masks[key] = span, keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :], blocks
             layer._stacked_span, layer._stacked_mask, layer._stacked_runs = masks[key]
 
@@ -121,19 +125,22 @@ def stacked_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.T
     span = self._stacked_span
     if span.stop == span.start:  # no row of this pass uses an adapter that touches this module
         return result
-    out = result.shape[-1]
-    if (x.dim() == 3 and x.shape[1] > 1 and result.dtype == self._stacked_a.dtype and result.is_contiguous()
+    out, lora_dtype = result.shape[-1], self._stacked_a.dtype
+    if (self._stacked_runs is not None and x.dim() == 3 and x.shape[1] > 1 and result.is_contiguous()
             and not torch.is_grad_enabled()):
-        # a prompt pass, its rows grouped by adapter (cells.Rows.passes): each run of one adapter's
-        # rows through that adapter's rank block alone, a quarter of the work at four adapters
+        # a prompt pass, each adapter's rows together (cells.Rows.passes): each run of rows through
+        # its adapter's rank block alone, a quarter of the work at four adapters; written in place
         for first, end, cols in self._stacked_runs:
-            h = x[first:end] @ self._stacked_a[cols].T
-            result[first:end].view(-1, out).addmm_(h.view(-1, h.shape[-1]), self._stacked_b[:, cols].T)
+            h = x[first:end].to(lora_dtype) @ self._stacked_a[cols].T
+            if result.dtype == lora_dtype:
+                result[first:end].view(-1, out).addmm_(h.reshape(-1, h.shape[-1]), self._stacked_b[:, cols].T)
+            else:  # adapter weights in fp32 under a bf16 base (peft's default): summed as peft sums
+                result[first:end] = (result[first:end] + h @ self._stacked_b[:, cols].T).to(result.dtype)
         return result
     a, b = self._stacked_a[span], self._stacked_b[:, span]
-    h = (x.to(a.dtype) @ a.T) * self._stacked_mask  # (rows, tokens, ranks), other adapters' zeroed
-    if h.dtype != result.dtype:  # a k-bit or other-precision base layer
-        return result + (h @ b.T).to(result.dtype)
+    h = (x.to(lora_dtype) @ a.T) * self._stacked_mask  # (rows, tokens, ranks), other adapters' zeroed
+    if h.dtype != result.dtype:  # summed in the adapter's precision, then cast, as peft does
+        return (result + h @ b.T).to(result.dtype)
     # the sum inside the product (one pass over the output, not three): about half the LoRA cost
     return torch.addmm(result.reshape(-1, out), h.reshape(-1, h.shape[-1]), b.T).view(result.shape)
 
