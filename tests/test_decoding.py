@@ -341,19 +341,24 @@ class CountingModel:
         return self.model.parameters()
 
 
+def ragged_stops(tokenizer, model) -> tuple[list[list[int]], list[int], list[str]]:
+    """12 prompts, the stop token ids and stop strings that make their rows stop at different
+    steps: the tiny random model repeats one token per row, so stop strings of 2, 4 and 7 of a
+    row's repeats stop some rows early and leave others to max_new_tokens."""
+    prompts = random_prompts(tokenizer, 9, seed=21, min_len=2, max_len=30) + real_prompts(tokenizer)
+    free = [tokenizer(t, add_special_tokens=False)["input_ids"]
+            for t in greedy_decode(model, tokenizer, prompts, 12, [tokenizer.eos_token_id], [])]
+    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:4]), tokenizer.decode(free[5][:7])]
+    return prompts, [tokenizer.eos_token_id], stop
+
+
 def test_continuous_batching_writes_what_one_batch_writes_in_fewer_passes(tok_model):
     """At most batch_size rows decode together; as rows stop, the next prompts join the running
     batch (their caches left-padded into its cache). Every row's text equals the text it gets in
     one batch of all prompts and alone, and the pool takes no more decoding steps than batches
     run one after another (each as long as its longest row), and fewer over the batch sizes."""
     tokenizer, model = tok_model
-    prompts = random_prompts(tokenizer, 9, seed=21, min_len=2, max_len=30) + real_prompts(tokenizer)
-    free = [tokenizer(t, add_special_tokens=False)["input_ids"]
-            for t in greedy_decode(model, tokenizer, prompts, 12, [tokenizer.eos_token_id], [])]
-    # the tiny random model repeats one token per row: stop strings of 2, 4 and 7 repeats make
-    # rows stop at different steps
-    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:4]), tokenizer.decode(free[5][:7])]
-    stop_ids = [tokenizer.eos_token_id]
+    prompts, stop_ids, stop = ragged_stops(tokenizer, model)
     together = greedy_decode(model, tokenizer, prompts, 12, stop_ids, stop)
     alone = [greedy_decode(model, tokenizer, [p], 12, stop_ids, stop)[0] for p in prompts]
     assert together == alone
@@ -379,11 +384,7 @@ def test_a_decode_pool_larger_than_a_prompt_pass_writes_the_same_texts(tok_model
     passes of a few rows join until the pool is full, a pass larger than the free rows runs in
     parts, and every row writes the text it writes alone."""
     tokenizer, model = tok_model
-    prompts = random_prompts(tokenizer, 9, seed=21, min_len=2, max_len=30) + real_prompts(tokenizer)
-    free = [tokenizer(t, add_special_tokens=False)["input_ids"]
-            for t in greedy_decode(model, tokenizer, prompts, 12, [tokenizer.eos_token_id], [])]
-    stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:4]), tokenizer.decode(free[5][:7])]
-    stop_ids = [tokenizer.eos_token_id]
+    prompts, stop_ids, stop = ragged_stops(tokenizer, model)
     alone = [greedy_decode(model, tokenizer, [p], 12, stop_ids, stop)[0] for p in prompts]
     batches = [[4, 0, 9], [1, 2], [11, 3, 5, 6], [8, 7, 10]]
     for max_rows in (7, 2):

@@ -97,6 +97,18 @@ def lora_products(fn) -> dict[str, int]:
     return {"per_run": counts.get("aten::addmm_", 0), "masked": counts.get("aten::addmm", 0)}
 
 
+def stacked_against_peft(peft_model, input_ids, rows) -> dict[str, int]:
+    """Assert the stacked adapters give peft's rows; the LoRA products they ran (lora_products)."""
+    with torch.no_grad():
+        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
+    with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
+        mixed = MixedModel(peft_model, stacked)
+        got = mixed(input_ids=input_ids, adapter_names=rows).logits
+        ran = lora_products(lambda: mixed(input_ids=input_ids, adapter_names=rows))
+    torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-4)
+    return ran
+
+
 @pytest.mark.parametrize("tokens", [9, 1])
 @pytest.mark.parametrize("rows", [["a", "a", "b", BASE_ROW, "c", "c"], ["c", "a", "c", BASE_ROW, "a", "b"]])
 def test_prompt_passes_and_decoding_steps_give_peft_rows(peft_model, tokens, rows):
@@ -105,14 +117,8 @@ def test_prompt_passes_and_decoding_steps_give_peft_rows(peft_model, tokens, row
     row would cost more) and a decoding step (one token a row) run the masked stack. All give
     peft's rows."""
     torch.manual_seed(3)
-    input_ids = torch.randint(3, 1000, (len(rows), tokens))
     with torch.no_grad():
-        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
-        with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
-            mixed = MixedModel(peft_model, stacked)
-            got = mixed(input_ids=input_ids, adapter_names=rows).logits
-            ran = lora_products(lambda: mixed(input_ids=input_ids, adapter_names=rows))
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        ran = stacked_against_peft(peft_model, torch.randint(3, 1000, (len(rows), tokens)), rows)
     if tokens > 1 and rows[0] == rows[1]:  # the grouped order
         assert ran["per_run"] > 0 and ran["masked"] == 0, ran
     else:
@@ -122,13 +128,5 @@ def test_prompt_passes_and_decoding_steps_give_peft_rows(peft_model, tokens, row
 def test_with_gradients_the_masked_stack_runs(peft_model):
     """The per-run products write into the base layer's output in place: only without gradients."""
     torch.manual_seed(4)
-    input_ids = torch.randint(3, 1000, (3, 5))
-    rows = ["a", "b", "c"]
-    with torch.no_grad():
-        want = peft_model(input_ids=input_ids, adapter_names=rows).logits
-    with StackedAdapters(peft_model, list(CONFIGS)) as stacked:
-        mixed = MixedModel(peft_model, stacked)
-        got = mixed(input_ids=input_ids, adapter_names=rows).logits
-        ran = lora_products(lambda: mixed(input_ids=input_ids, adapter_names=rows))
-    torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-4)
+    ran = stacked_against_peft(peft_model, torch.randint(3, 1000, (3, 5)), ["a", "b", "c"])
     assert ran["per_run"] == 0 and ran["masked"] > 0, ran
