@@ -365,7 +365,7 @@ class LiveRows:
 class RoomyLayer(DynamicLayer):
     """A dynamic cache layer whose keys and values are views of buffers with room for more
     tokens: a decoding step writes its token in place, where DynamicLayer copies the whole cache
-    (torch.cat), about a sixth of a CPU decoding step at 25 rows. Full, it takes ROOM more."""
+    (torch.cat), a cost that grows with the cache (bench/eval_parts.py). Full, it takes ROOM more."""
 
     ROOM = 64  # tokens of room at most (fewer where fewer can come)
 

@@ -287,8 +287,8 @@ def mixes_adapters(cfg: DictConfig) -> bool:
 
 # a prompt pass's fixed cost, in the tokens it could have computed instead. On a CPU, per thread: a
 # pass's own cost (reading the weights, dispatch) stays as threads are added while each token's
-# compute is shared among them (SmolLM2-135M, one thread: a 64-token pass of one row costs as much
-# as 28 more tokens in a full pass; BENCHMARKS.md). On a GPU a pass reads all the weights and
+# compute is shared among them (SmolLM2-135M: 26 tokens' worth at one thread, 60 at two;
+# bench/eval_parts.py, BENCHMARKS.md). On a GPU a pass reads all the weights and
 # launches every kernel whatever its size, so padding is cheap against it (an estimate, not measured)
 PASS_COST_TOKENS = {"cpu": 32, "gpu": 256}
 
