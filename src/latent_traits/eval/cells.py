@@ -66,7 +66,8 @@ class Rows:
     def __init__(self, adapters: list[str | None], prompts: list[list[int]], batch_size: int):
         self.adapters, self.prompts, self.batch_size = adapters, prompts, batch_size
         self.entries = [(a, i) for a in range(len(adapters)) for i in range(len(prompts))]
-        self.order = longest_first([len(prompts[i]) for _, i in self.entries])
+        self.lengths = [len(prompts[i]) for _, i in self.entries]  # each entry's prompt tokens
+        self.order = longest_first(self.lengths)
         self.batches = [self.order[i:i + batch_size] for i in range(0, len(self.order), batch_size)]
         self.rows: list[list[dict[str, Any] | None]] = [[None] * len(prompts) for _ in adapters]
 
@@ -76,8 +77,7 @@ class Rows:
         if pass_cost is None:
             cuts = [*range(0, len(self.order), self.batch_size), len(self.order)]
         else:
-            cuts = padding_aware_cuts([len(self.prompts[self.entries[k][1]]) for k in self.order], self.batch_size,
-                                      pass_cost)
+            cuts = padding_aware_cuts([self.lengths[k] for k in self.order], self.batch_size, pass_cost)
         # within a pass, one adapter's rows together (entries are adapter-major): stacked LoRA runs
         # each adapter's rows through its own rank block alone
         return [sorted(range(first, end), key=self.order.__getitem__)
@@ -183,7 +183,7 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
     prompts, routing = table.batch(table.order)
     with progress(None, total=len(table.order)) as bar:  # greedy: one continuously batched call
         outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, passes=table.passes(pass_cost),
-                           max_rows=decode_rows or table.batch_size, on_row_done=bar.update, prefix=prefix,
+                           max_rows=decode_rows, on_row_done=bar.update, prefix=prefix,
                            **settings, **routing)
     for k, text in zip(table.order, outputs, strict=True):
         table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))

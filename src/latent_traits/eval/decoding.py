@@ -382,6 +382,10 @@ class RoomyLayer(DynamicLayer):
         self._keys = keys.new_empty(*keys.shape[:2], length + room, keys.shape[-1])
         self._values = values.new_empty(*values.shape[:2], length + room, values.shape[-1])
         self._keys[:, :, :length], self._values[:, :, :length] = keys, values
+        self.show(length)
+
+    def show(self, length: int) -> None:
+        """keys and values: the buffers' first `length` tokens."""
         self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -393,7 +397,7 @@ class RoomyLayer(DynamicLayer):
         if length + new > self._keys.shape[-2]:
             self.hold(self.keys, self.values, room=max(new, self.ROOM))
         self._keys[:, :, length:length + new], self._values[:, :, length:length + new] = key_states, value_states
-        self.keys, self.values = self._keys[:, :, :length + new], self._values[:, :, :length + new]
+        self.show(length + new)
         return self.keys, self.values
 
     def join(self, other: RoomyLayer, width: int, drop: int) -> None:
@@ -409,12 +413,12 @@ class RoomyLayer(DynamicLayer):
                 buffer[rows, :, max(0, offset):length] = t[:, :, max(0, -offset):]
             buffers.append(buffer)
         self._keys, self._values = buffers
-        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+        self.show(length)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         length = self.keys.shape[-2]
         self._keys, self._values = self._keys[indices], self._values[indices]  # room included
-        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+        self.show(length)
 
     # DynamicLayer's own methods that replace keys and values: then the buffers follow them
     def reorder_cache(self, beam_idx: torch.Tensor) -> None:

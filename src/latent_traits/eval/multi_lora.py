@@ -98,7 +98,10 @@ class StackedAdapters:
                 runs[-1][1] = row + 1
             elif adapter >= 0:
                 runs.append([row, row + 1, adapter])
-        masks: dict[tuple[int, ...], tuple[slice, torch.Tensor, list]] = {}
+        # per-run products only where each adapter's rows lie together (Rows.passes): else a
+        # product per scattered row would cost more than the masked stack saves
+        grouped = len(runs) == len({a for _, _, a in runs})
+        masks: dict[tuple[int, ...], tuple[slice, torch.Tensor, list | None]] = {}
         for layer, layer_widths in zip(self.layers, self.widths, strict=True):
             key = tuple(layer_widths)
             if key not in masks:  # most layers share one rank layout
@@ -109,9 +112,6 @@ class StackedAdapters:
                 owner = torch.tensor(rows)
                 keep = ((col[None] >= starts[owner.clamp(min=0)][:, None])
                         & (col[None] < ends[owner.clamp(min=0)][:, None]) & (owner[:, None] >= 0))
-                # per-run products only where each adapter's rows lie together (Rows.passes): else
-                # a product per scattered row would cost more than the masked stack saves
-                grouped = len(runs) == len({a for _, _, a in runs})
                 blocks = ([(first, end, slice(int(starts[a]), int(ends[a]))) for first, end, a in runs
                            if ends[a] > starts[a]] if grouped else None)
                 masks[key] = span, keep.to(layer._stacked_a.dtype).to(layer._stacked_a.device)[:, None, :], blocks
