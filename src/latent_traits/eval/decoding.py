@@ -135,7 +135,8 @@ class SharedPrefix:
                              + " adapter routing, and this batch is " + ("" if names is not None else "not ")
                              + "routed: build the prefix with the batch's adapter names")
         index = torch.tensor([self.names.index(n) for n in names] if names else [0] * rows, device=self.device)
-        cache = copy.deepcopy(self.cache)  # the prefix's own cache (one row per adapter) stays as it is
+        cache = copy.copy(self.cache)  # new layer objects: selecting rows gathers new tensors, so the
+        cache.layers = [copy.copy(layer) for layer in self.cache.layers]  # prefix's own stay as they are
         for layer in cache.layers:
             layer.batch_select_indices(index)
         return cache
