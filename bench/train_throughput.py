@@ -2,10 +2,11 @@
 
 Same model, data, LoRA config, batch size and steps, and the same batches: the examples are
 shuffled once with a fixed seed and both sides take them in that order (the Trainer with
-train_sampling_strategy=sequential). Each side runs in its own subprocess, alternating A/B/A/B, so both see the
-same machine. By default the examples are the study's: whole inputs (no input cut), up to 2048
-tokens. `--trainer-group-by-length` adds the Trainer with its own length-grouped sampler as a
-third side. Reports real (non-padding) tokens per second,
+train_sampling_strategy=sequential). Each side runs in its own subprocess, alternating A/B/A/B,
+so both see the same machine. By default the examples are the study's: whole inputs (no input
+cut), up to 2048 tokens; `--task paper` mixes the study's ten sources. Two more Trainer sides:
+`--trainer-group-by-length` (its own length-grouped sampler) and `--trainer-padding-free`
+(transformers' DataCollatorWithFlattening, as TRL's padding_free=True). Reports real (non-padding) tokens per second,
 peak memory (resident memory on CPU, allocated GPU memory on CUDA), and the fraction of the
 machine's measured matmul peak (fp32 on CPU, bf16 on CUDA) that training reaches. FLOPs counted
 are those training needs with a frozen base: forward plus the input-gradient half of backward,
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the study's ten training sources (offline pools here: their lengths stand in for the hub data's)
+PAPER_SOURCES = ["amazon", "flipkart", "goat", "imdb", "magicoder", "metamathqa", "mnli", "mnli_nums", "paws", "pile"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -66,16 +69,17 @@ def encoded_examples(args, tokenizer):
     """The task's training examples, full-sequence loss, in one seeded order both sides follow."""
     import random
 
-    from omegaconf import OmegaConf
-
+    from latent_traits.data.catalog import load_task_spec
     from latent_traits.data.datamodule import encode_training_example
     from latent_traits.data.load import load_examples
-    from latent_traits.data.spec import TaskSpec
 
-    spec = TaskSpec.from_config(OmegaConf.load(REPO / f"conf/tasks/{args.task}.yaml"))
-    examples, _ = load_examples(spec, "train", n=args.n, seed=0)
-    encoded = [encode_training_example(spec, e, tokenizer, args.max_length, args.max_input_tokens, "full")
-               for e in examples]
+    tasks = PAPER_SOURCES if args.task == "paper" else args.task.split(",")
+    encoded = []
+    for task in tasks:  # an equal share of each task: the mixed length spread of a study's sources
+        spec = load_task_spec(task, REPO / "conf")
+        examples, _ = load_examples(spec, "train", n=-(-args.n // len(tasks)), seed=0)
+        encoded += [encode_training_example(spec, e, tokenizer, args.max_length, args.max_input_tokens, "full")
+                    for e in examples]
     random.Random(0).shuffle(encoded)
     return encoded
 
@@ -109,6 +113,12 @@ def linear_params(model) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
 
+def flattened_spans(position_ids: list[int]) -> list[int]:
+    """Example lengths of a flattened row: each example's position ids restart at 0."""
+    starts = [i for i, p in enumerate(position_ids) if p == 0] + [len(position_ids)]
+    return [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+
 class StepTimer:
     """Wall time and processed tokens of the timed steps (the first `warmup` steps excluded)."""
 
@@ -126,6 +136,8 @@ class StepTimer:
         if self.step > self.warmup:
             if "cu_seq_lens_q" in batch:  # padding-free: one row, attention within each example
                 spans = batch["cu_seq_lens_q"].diff().tolist()
+            elif "position_ids" in batch and batch["input_ids"].shape[0] == 1:  # Trainer, flattened
+                spans = flattened_spans(batch["position_ids"][0].tolist())
             else:
                 spans = [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0]
             self.real_tokens += batch_tokens(batch)
@@ -178,14 +190,23 @@ def run_hf_trainer(args, tokenizer, model, encoded) -> StepTimer:
     import tempfile
 
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     timer = StepTimer(args.warmup, args.device)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_config(args)))
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    if args.which == "trainer_flat":  # the Trainer's own padding-free batches (one row, position ids restart)
+        collator = DataCollatorWithFlattening(return_position_ids=True)
+    else:
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
     class StepEnd(TrainerCallback):
         def on_step_end(self, *args, **kwargs):
@@ -250,14 +271,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--task", default="gsm8k", help="a conf/tasks name (with --data task)")
+    parser.add_argument("--task", default="gsm8k",
+                        help="conf/tasks names, comma-separated, or 'paper' for the study's ten sources (with --data task)")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--max-input-tokens", type=lambda v: None if v == "none" else int(v), default=None,
                         help="cut inputs to this many tokens (default none: whole inputs, as the study)")
     parser.add_argument("--padding-free", action=argparse.BooleanOptionalAction, default=True,
                         help="the framework's data.padding_free (its default)")
     parser.add_argument("--trainer-group-by-length", action="store_true",
-                        help="add a third side: the Trainer with train_sampling_strategy=group_by_length (its own batches)")
+                        help="add a side: the Trainer with train_sampling_strategy=group_by_length (its own batches)")
+    parser.add_argument("--trainer-padding-free", action="store_true",
+                        help="add a side: the Trainer with DataCollatorWithFlattening (its padding-free batches)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--data", choices=["task", "random"], default="task")
     parser.add_argument("--seq-len", type=int, default=2048, help="with --data random")
@@ -265,13 +289,14 @@ def main() -> None:
     parser.add_argument("--lora-alpha", type=int, default=16)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--which", choices=["framework", "trainer", "trainer_grouped"])
+    parser.add_argument("--which", choices=["framework", "trainer", "trainer_grouped", "trainer_flat"])
     args = parser.parse_args()
     if args.which:
         return child(args)
     peak = matmul_peak_gflops(args.device)
     results = []
-    sides = ("framework", "trainer", *(("trainer_grouped",) if args.trainer_group_by_length else ()))
+    sides = ("framework", "trainer", *(("trainer_grouped",) if args.trainer_group_by_length else ()),
+             *(("trainer_flat",) if args.trainer_padding_free else ()))
     for _ in range(args.repeats):
         for which in sides:
             cmd = [sys.executable, __file__, "--which", which, *sys.argv[1:]]
@@ -286,8 +311,9 @@ def main() -> None:
             "fraction_of_matmul_peak": max(r["gflops_per_s"] for r in rows) / peak,
         }
     summary["speedup"] = summary["framework"]["tokens_per_s"] / summary["trainer"]["tokens_per_s"]
-    if args.trainer_group_by_length:
-        summary["speedup_vs_grouped"] = summary["framework"]["tokens_per_s"] / summary["trainer_grouped"]["tokens_per_s"]
+    for side, key in (("trainer_grouped", "speedup_vs_grouped"), ("trainer_flat", "speedup_vs_padding_free")):
+        if side in sides:
+            summary[key] = summary["framework"]["tokens_per_s"] / summary[side]["tokens_per_s"]
     print(json.dumps(summary, indent=2))
 
 
