@@ -42,7 +42,7 @@ demo: install
 	$(PY) evaluate.py
 	$(PY) analyze.py
 
-test: install browser
+test: install browser lint
 	$(PY) -m pytest -q
 
 test-fast: install browser
