@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latent_traits.analysis.run import AnalysisOptions, run_analysis
 from latent_traits.analysis.wandb_log import log_report
+from latent_traits.config import check_config
 from latent_traits.errors import exit_on_user_error
 from latent_traits.preflight import preflight
 
@@ -22,6 +23,7 @@ log = logging.getLogger("analyze")
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    check_config(cfg)  # secrets, missing keys, wrong types and ranges, unsafe names: before anything runs
     config = OmegaConf.to_container(cfg, resolve=True)
     analysis = config["analysis"]
     options = AnalysisOptions.from_config(analysis)

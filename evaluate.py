@@ -5,7 +5,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import latent_traits.config  # noqa: F401  (registers the config resolvers)
+from latent_traits.config import check_config  # importing it registers the config resolvers
 from latent_traits.errors import exit_on_user_error
 from latent_traits.eval.runner import evaluate_all
 from latent_traits.preflight import preflight
@@ -14,6 +14,7 @@ from latent_traits.preflight import preflight
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    check_config(cfg)  # secrets, missing keys, wrong types and ranges, unsafe names: before anything runs
     evaluate_all(cfg)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import latent_traits.config  # noqa: F401  (registers the config resolvers)
+from latent_traits.config import check_config  # importing it registers the config resolvers
 from latent_traits.errors import exit_on_user_error
 from latent_traits.preflight import preflight
 from latent_traits.train.jobs import run_training_job
@@ -14,6 +14,7 @@ from latent_traits.train.jobs import run_training_job
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    check_config(cfg)  # secrets, missing keys, wrong types and ranges, unsafe names: before anything runs
     run_training_job(cfg)
 
 

@@ -224,7 +224,7 @@ def test_delta_view_needs_base_row_raw_does_not():
 # -- analyze.py end to end ---------------------------------------------------------------------
 
 EXPECTED_FILES = {
-    "report.md", "report.html", "report.json",
+    "report.md", "report.html", "report.json", ".latent_traits_output",
     "matrix.png", "delta.png", "zscores.png", "scree.png", "loadings.png", "biplot.png",
     "transfer.png",
     "cells.csv", "matrix.csv", "delta.csv", "zscores.csv", "explained_variance.csv",

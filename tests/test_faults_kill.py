@@ -52,7 +52,7 @@ def test_training_killed_mid_checkpoint_resumes_to_the_same_adapters(uninterrupt
     assert not (adapters / "goat/lora_r8_s0").exists()  # nothing where the unfinished adapter goes
     checkpoints = adapters / "goat/lora_r8_s0.checkpoints"
     assert [p.name for p in checkpoints.iterdir() if not p.name.startswith(".")] == ["last.ckpt"]
-    step = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    step = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
     assert step == 2  # the previous checkpoint, whole; the killed write is only a temporary
     assert len(temp_entries(checkpoints)) == 1
     finished = mtimes(adapters / "imdb")

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-CORE = {"errors", "io", "redact", "rerun", "yaml_comments"}
+CORE = {"errors", "io", "redact", "rerun", "safe_paths", "yaml_comments"}
 TOOLS = {"latent_traits.docs", "latent_traits.preflight", "latent_traits.data.__main__"}
 RANK = {"core": 0, "data": 1, "config": 2, "model": 3, "train": 4, "eval": 4, "analysis": 5, "tools": 6}
 
@@ -17,7 +17,6 @@ RANK = {"core": 0, "data": 1, "config": 2, "model": 3, "train": 4, "eval": 4, "a
 KNOWN_UPWARD = {
     ("latent_traits.data.datamodule", "latent_traits.model.fused_loss"),
     ("latent_traits.data.datamodule", "latent_traits.model.padding_free"),
-    ("latent_traits.errors", "latent_traits.config"),
     ("latent_traits.eval.runner", "latent_traits.train"),
 }
 KNOWN_CIRCLES = {
@@ -26,8 +25,6 @@ KNOWN_CIRCLES = {
                "latent_traits.analysis.side._texts", "latent_traits.analysis.side.registry"}),
     frozenset({"latent_traits.data.offline", "latent_traits.data.offline.maths", "latent_traits.data.offline.pairs",
                "latent_traits.data.offline.programs", "latent_traits.data.offline.sentiment"}),
-    frozenset({"latent_traits.config", "latent_traits.data.spec", "latent_traits.errors",
-               "latent_traits.io", "latent_traits.redact"}),
 }
 
 

@@ -72,7 +72,7 @@ def test_resumed_run_ends_with_the_same_adapter_as_an_uninterrupted_one(tmp_path
 def test_checkpoints_hold_the_adapter_only(tmp_path, monkeypatch):
     cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
     interrupt(cfg, 3, monkeypatch)
-    checkpoint = torch.load(checkpoint_dir(adapter_dir(cfg)) / LAST, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(checkpoint_dir(adapter_dir(cfg)) / LAST, map_location="cpu", weights_only=True)
     keys = list(checkpoint["state_dict"])
     assert keys and all("lora_" in k for k in keys)
     assert checkpoint["latent_traits_settings_hash"]
@@ -173,3 +173,45 @@ def test_quantization_without_a_gpu_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(LatentTraitsError, match="CUDA GPU"):
             quantization_kwargs("4bit")
+
+
+class Payload:
+    """A pickle that runs code when loaded without weights_only: it writes a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+def test_a_planted_checkpoint_never_runs_code_and_is_not_deleted(tmp_path):
+    cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
+    planted = checkpoint_dir(adapter_dir(cfg)) / LAST
+    planted.parent.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"latent_traits_settings_hash": "x", "payload": Payload(str(marker))}, planted)
+    with pytest.raises(LatentTraitsError, match=r"last\.ckpt is not a checkpoint latent-traits wrote"):
+        train_adapter(cfg)
+    assert not marker.exists()  # loaded weights-only: the payload never ran
+    assert planted.is_file()  # and the file is left where it was
+
+
+def test_a_checkpoint_without_the_projects_stamp_is_refused_not_deleted(tmp_path):
+    cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
+    foreign = checkpoint_dir(adapter_dir(cfg)) / LAST
+    foreign.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    (foreign.parent / "notes.txt").write_text("mine")
+    with pytest.raises(LatentTraitsError, match="carries no latent-traits settings stamp"):
+        train_adapter(cfg)
+    assert foreign.is_file() and (foreign.parent / "notes.txt").is_file()
+
+
+def test_removing_checkpoints_keeps_a_file_someone_else_put_there(tmp_path, monkeypatch):
+    cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
+    interrupt(cfg, 3, monkeypatch)
+    folder = checkpoint_dir(adapter_dir(cfg))
+    (folder / "notes.txt").write_text("mine")
+    train_adapter(cfg)  # resumes, finishes and cleans up its checkpoints
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]

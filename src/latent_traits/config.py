@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
+from latent_traits.safe_paths import check_adapter_id, check_name
 
 
 def resolve_precision(choice: str = "auto") -> str:
@@ -154,6 +155,22 @@ def check_config(cfg: Any) -> None:
                 f"back, e.g. +{key}={_show(rule.example)}; `python {task}.py --cfg job` prints the composed config")
         if not rule.accepts(value):
             raise LatentTraitsError(f"{key}={_show(value)}: must be {rule.describe()}, e.g. {key}={_show(rule.example)}")
+    check_path_names(cfg)
+
+
+# names that become folder names: one plain path component each (safe_paths.check_name)
+PATH_NAME_KEYS = ("tag", "experiment_name", "model.name", "source_dataset.name", "lora.name")
+
+
+def check_path_names(cfg: Any) -> None:
+    for key in PATH_NAME_KEYS:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value not in (None, ""):
+            check_name(value, key)
+    adapters = OmegaConf.select(cfg, "eval.adapters", default=None, throw_on_missing=False)
+    if isinstance(adapters, ListConfig):
+        for adapter in adapters:
+            check_adapter_id(adapter, "eval.adapters")
 
 
 def _show(value: Any) -> str:

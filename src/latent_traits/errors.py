@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from omegaconf import DictConfig
-
 log = logging.getLogger("latent_traits")
 F = TypeVar("F", bound=Callable)
 
@@ -69,10 +67,6 @@ def exit_on_user_error(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            if args and isinstance(args[0], DictConfig):  # an entry point's config: checked first
-                from latent_traits.config import check_config
-
-                check_config(args[0])  # secrets, missing keys, wrong types and ranges
             return fn(*args, **kwargs)
         except (LatentTraitsError, OSError) as err:
             if isinstance(err, OSError):

@@ -4,6 +4,7 @@ so a report is either whole or absent."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 
 from latent_traits.io import atomic_path, provenance, write_json, write_text
 from latent_traits.redact import redact
+from latent_traits.safe_paths import MARKER, check_replaceable, mark_owned
 
 from . import figures
 from .bootstrap import long_intervals
@@ -146,17 +148,28 @@ def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: l
     }
 
 
+def previous_report_files(report_dir: Path) -> list[str]:
+    """The files an earlier report in report_dir listed as its own (none if it has no readable list)."""
+    try:
+        files = json.loads((report_dir / "report.json").read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str)]
+
+
 def write_report(
     a: Analysis, report_dir: str | Path, config: dict | None = None, meta: dict | None = None
 ) -> Path:
     """Write the report folder atomically (replacing an older one); return report.html's path."""
     meta = meta or {}
     report_dir = Path(report_dir)
+    check_replaceable(report_dir, "report_dir", previous_report_files(report_dir))
     figs, csvs = render_figures(a), tables(a)
     blocks = build_blocks(a, meta, figs)
-    files = sorted([*figs, *csvs, "report.md", "report.html", "report.json"])
+    files = sorted([*figs, *csvs, "report.md", "report.html", "report.json", MARKER])
     with atomic_path(report_dir) as tmp:
         tmp.mkdir()
+        mark_owned(tmp)
         for name, png in figs.items():
             (tmp / name).write_bytes(png)
         for name, frame in csvs.items():

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from latent_traits.eval.records import find_records
+from latent_traits.safe_paths import check_replaceable
 
 from . import bootstrap as bs
 from . import matrix as mx
@@ -195,8 +196,9 @@ def run_analysis(
 ) -> Path:
     """Read the records, analyse them and write the report folder atomically to report_dir.
     Returns the path of report.html. Writes nothing on error."""
-    from .report import write_report
+    from .report import previous_report_files, write_report
 
+    check_replaceable(report_dir, "report_dir", previous_report_files(Path(report_dir)))  # before any work
     records, where = load_cells(source, records_dir, wandb_cfg, api)
     log.info("Read %d cell record(s) from %s", len(records), where)
     analysis = analyze_records(records, options, model_name)

@@ -49,7 +49,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from latent_traits.errors import LatentTraitsError
 from latent_traits.io import read_json
+from latent_traits.safe_paths import check_name, inside
 
 SCHEMA_VERSION = 1
 BASE_ADAPTER_ID = "base"
@@ -58,15 +60,21 @@ PREDICTIONS_SUFFIX = ".predictions.jsonl"
 
 
 def cell_dir(eval_dir: str | Path, model_name: str, adapter_id: str) -> Path:
-    return Path(eval_dir) / model_name / adapter_id
+    """eval_dir/<model>/<adapter id>: each name checked, the whole kept inside eval_dir (an
+    adapter id is read from a train_result.json, which could have been edited)."""
+    parts = str(adapter_id).split("/")
+    if len(parts) > 2:
+        raise LatentTraitsError(f"adapter id {adapter_id!r} is not 'base' or <source>/<name>")
+    names = [check_name(model_name, "model.name"), *(check_name(p, "adapter id") for p in parts)]
+    return inside(eval_dir, *names)
 
 
 def record_path(eval_dir: str | Path, model_name: str, adapter_id: str, task: str) -> Path:
-    return cell_dir(eval_dir, model_name, adapter_id) / f"{task}{RECORD_SUFFIX}"
+    return cell_dir(eval_dir, model_name, adapter_id) / f"{check_name(task, 'task')}{RECORD_SUFFIX}"
 
 
 def predictions_path(eval_dir: str | Path, model_name: str, adapter_id: str, task: str) -> Path:
-    return cell_dir(eval_dir, model_name, adapter_id) / f"{task}{PREDICTIONS_SUFFIX}"
+    return cell_dir(eval_dir, model_name, adapter_id) / f"{check_name(task, 'task')}{PREDICTIONS_SUFFIX}"
 
 
 def primary_score(record: dict[str, Any]) -> float:

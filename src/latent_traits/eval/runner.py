@@ -85,7 +85,12 @@ def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any 
                 f"adapter {result_path.parent} was trained on base model {trained_on!r}, not "
                 f"{model_name!r}; evaluate it with model={trained_on}"
             )
-        found.append(Adapter(result["adapter_id"], result_path.parent, result))
+        where = result_path.parent.relative_to(root).as_posix()
+        if result.get("adapter_id") != where:  # an edited or moved file: its id would lead elsewhere
+            raise LatentTraitsError(
+                f"{result_path} names adapter {result.get('adapter_id')!r} but lies in {where!r}: the file was "
+                f"edited or moved; move the folder back, or retrain it (python train.py ...)")
+        found.append(Adapter(where, result_path.parent, result))
     if selection not in (None, "all"):
         wanted = list(selection)
         unknown = sorted(set(wanted) - {a.id for a in found})

@@ -11,6 +11,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from latent_traits.errors import LatentTraitsError
 from latent_traits.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         with atomic_path(path) as tmp:
             tmp.write_bytes(buffer.getvalue())
+
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Tensors and plain values only (never a pickle's arbitrary objects): a file planted in
+        the checkpoint folder cannot run code."""
+        return load_weights_only(Path(path))
+
+
+def load_weights_only(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise LatentTraitsError(
+            f"{path} is not a checkpoint latent-traits wrote (it holds more than tensors and plain values, or is "
+            f"damaged: {type(err).__name__}); delete it yourself to start that training over") from err
 
 
 def checkpoint_plugins(strategy: str) -> list:
@@ -60,18 +76,33 @@ def checkpoint_callbacks(directory: Path, every_n_steps: int | None, settings_ha
 
 
 def resumable_checkpoint(directory: Path, settings_hash: str) -> str | None:
-    """The last checkpoint of an interrupted job with the same settings; stale ones are removed."""
+    """The last checkpoint of an interrupted job with the same settings. The project's own
+    checkpoints of other settings are removed; a file it did not write is refused, never deleted."""
     path = directory / LAST
     if not path.is_file():
         return None
-    try:
-        stamp = torch.load(path, map_location="cpu", weights_only=False).get("latent_traits_settings_hash")
-    except Exception as err:  # a damaged file: start over rather than fail
-        log.warning("Ignoring unreadable checkpoint %s (%s)", path, err)
-        stamp = None
+    checkpoint = load_weights_only(path)
+    stamp = checkpoint.get("latent_traits_settings_hash") if isinstance(checkpoint, dict) else None
+    if not isinstance(stamp, str):
+        raise LatentTraitsError(f"{path} carries no latent-traits settings stamp, so this project did not write it; "
+                                "move it away (or delete it yourself) to start that training over")
     if stamp != settings_hash:
-        log.warning("Removing checkpoints of other settings in %s", directory)
-        shutil.rmtree(directory, ignore_errors=True)
+        log.warning("Removing this project's checkpoints of other settings in %s", directory)
+        remove_checkpoints(directory)
         return None
     log.info("Resuming from %s", path)
     return str(path)
+
+
+def remove_checkpoints(directory: Path) -> None:
+    """Delete what the checkpointing wrote (last.ckpt, its writes' temporaries), then the folder if
+    that leaves it empty: a file someone else put there stays."""
+    for entry in (directory / LAST, *directory.glob(f".{LAST}.*.tmp")):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    try:
+        directory.rmdir()
+    except OSError:
+        pass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,13 @@ from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import padding_free_unsupported
 from latent_traits.redact import redact
 from latent_traits.rerun import task_overrides, train_command
+from latent_traits.safe_paths import check_name, inside
 from latent_traits.train import TRAIN_RESULT
 from latent_traits.train.checkpoints import (
     checkpoint_callbacks,
     checkpoint_dir,
     checkpoint_plugins,
+    remove_checkpoints,
     resumable_checkpoint,
 )
 
@@ -43,14 +44,15 @@ log = logging.getLogger(__name__)
 
 def adapter_id(cfg: DictConfig) -> str:
     """<source>/<lora name>_r<r>_s<seed>[_<tag>]: stable, readable, one per sweep point."""
-    name = f"{cfg.lora.name}_r{cfg.lora.r}_s{cfg.seed}"
+    name = f"{check_name(cfg.lora.name, 'lora.name')}_r{cfg.lora.r}_s{cfg.seed}"
     if cfg.get("tag"):
-        name += f"_{cfg.tag}"
-    return f"{cfg.source_dataset.name}/{name}"
+        name += f"_{check_name(cfg.tag, 'tag')}"
+    return f"{check_name(cfg.source_dataset.name, 'source_dataset.name')}/{name}"
 
 
 def adapter_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.adapters_dir) / cfg.model.name / adapter_id(cfg)
+    """paths.adapters_dir/<model>/<adapter id>, every name checked and the whole kept inside."""
+    return inside(cfg.paths.adapters_dir, check_name(cfg.model.name, "model.name"), *adapter_id(cfg).split("/"))
 
 
 def training_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -156,7 +158,7 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
             with atomic_path(out_dir) as tmp:
                 module.model.save_pretrained(str(tmp))
                 write_json(tmp / TRAIN_RESULT, result)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            remove_checkpoints(ckpt_dir)
             if cfg.train.get("log_adapter_artifact") and logger is not None:
                 log_adapter_artifact(logger, out_dir, result)
     finally:
