@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-CORE = {"errors", "io", "redact", "rerun", "safe_paths", "yaml_comments"}
+CORE = {"errors", "io", "locks", "redact", "rerun", "safe_paths", "yaml_comments"}
 TOOLS = {"latent_traits.docs", "latent_traits.preflight", "latent_traits.data.__main__"}
 RANK = {"core": 0, "data": 1, "config": 2, "model": 3, "train": 4, "eval": 4, "analysis": 5, "tools": 6}
 

@@ -38,6 +38,7 @@ from latent_traits.io import (
     write_json,
     write_jsonl,
 )
+from latent_traits.locks import exclusive_all
 from latent_traits.model.factory import load_tokenizer_and_model, resolve_device
 from latent_traits.redact import redact
 from latent_traits.rerun import CELL_SELECTION, cell_command, task_overrides
@@ -266,21 +267,39 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     ok = False
     try:
         state: dict[str, Any] = {"adapters": adapters}  # the model(s) and judge are loaded on first need
-        for group in cell_groups(cfg, cells):
-            pending = [cell for cell in group if not cell.finished]
-            if len(pending) > 1:
-                written += evaluate_mixed(cfg, state, pending)
-            elif pending:
-                written.append(evaluate_cell(cfg, state, pending[0]))
-            if tracker is not None:
-                for cell in group:
-                    tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name),
-                                     predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name))
+        groups, deferred = cell_groups(cfg, cells), []
+        # groups another process is decoding are left for last, then waited for: never done twice
+        for wait, todo in ((False, groups), (True, deferred)):
+            for group in todo:
+                with exclusive_all(pending_records(cfg, group), f"{group[0].spec.name} cells", wait) as held:
+                    if not held:
+                        deferred.append(group)
+                        continue
+                    written += evaluate_pending(cfg, state, group)
+                if tracker is not None:
+                    for cell in group:
+                        tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name),
+                                         predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id,
+                                                          cell.spec.name))
         ok = True
     finally:
         if tracker is not None:
             tracker.finish(exit_code=0 if ok else 1)
     return written
+
+
+def pending_records(cfg: DictConfig, group: list[Cell]) -> list[Path]:
+    return [record_path(cfg.paths.eval_dir, cfg.model.name, c.adapter.id, c.spec.name) for c in group if not c.finished]
+
+
+def evaluate_pending(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path]:
+    """Decode the group's unfinished cells, checked again under their locks: another process may
+    have finished some while this one waited."""
+    pending = [c for c in group if not c.finished and not is_finished(
+        record_path(cfg.paths.eval_dir, cfg.model.name, c.adapter.id, c.spec.name), c.settings["hash"])]
+    if len(pending) > 1:
+        return evaluate_mixed(cfg, state, pending)
+    return [evaluate_cell(cfg, state, pending[0])] if pending else []
 
 
 def mixes_adapters(cfg: DictConfig) -> bool:

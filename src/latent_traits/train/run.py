@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from latent_traits.io import (
     stable_hash,
     write_json,
 )
+from latent_traits.locks import exclusive
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import padding_free_unsupported
@@ -100,7 +102,16 @@ def finish_logger(logger) -> None:
 
 
 def train_adapter(cfg: DictConfig) -> dict[str, Any]:
-    """Train (or skip, when finished) one adapter; return its train_result."""
+    """Train (or skip, when finished) one adapter; return its train_result. A second process on
+    the same adapter waits for the first, then finds it finished and skips it."""
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+    if rank != 0:  # the ranks of one distributed job train together: rank 0 holds the lock
+        return train_unlocked(cfg)
+    with exclusive(adapter_dir(cfg), f"adapter {adapter_id(cfg)}"):
+        return train_unlocked(cfg)
+
+
+def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
     settings = training_settings(cfg)
     settings_hash = stable_hash(settings)
     out_dir = adapter_dir(cfg)
