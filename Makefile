@@ -1,5 +1,6 @@
 # make demo: install, then the whole study on the embedded default (CPU, no network)
 # make test: install, then the test suite
+# make study: install, then the study at laptop scale (docs/STUDY.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ ASSETS ?= $(or $(LATENT_TRAITS_CACHE),$(HOME)/.cache/latent_traits)/assets
 STAMP := $(VENV)/.installed
 VADER_SDIST := $(ASSETS)/vaderSentiment-3.3.2.tar.gz
 
-.PHONY: install browser demo test test-fast lint clean-artifacts
+.PHONY: install browser demo study test test-fast lint clean-artifacts
 
 install: $(STAMP) $(VADER_SDIST)
 
@@ -41,6 +42,13 @@ demo: install
 	$(PY) train.py -m source_dataset=imdb,amazon,goat,gsm8k
 	$(PY) evaluate.py
 	$(PY) analyze.py
+
+# the study at laptop scale (docs/STUDY.md): 13 adapters x 10 tasks, within an hour on 2 cores
+study: install
+	$(PY) train.py -m experiment=study
+	$(PY) train.py experiment=study source_dataset=amazon data.loss_span=label tag=label_only
+	$(PY) evaluate.py experiment=study
+	$(PY) analyze.py experiment=study
 
 test: install browser lint
 	$(PY) -m pytest -q

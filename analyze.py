@@ -37,5 +37,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    preflight(Path(__file__).with_name("conf"))  # YAML syntax, unknown group options
+    preflight(Path(__file__).with_name("conf"), entry="analyze")  # YAML syntax, unknown group options
     main()

@@ -19,5 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    preflight(Path(__file__).with_name("conf"))  # YAML syntax, unknown group options
+    preflight(Path(__file__).with_name("conf"), entry="evaluate")  # YAML syntax, unknown group options
     main()

@@ -17,13 +17,15 @@ CONF = REPO / "conf"
 CACHE_DIR = os.environ.get("LATENT_TRAITS_CACHE", str(Path.home() / ".cache" / "latent_traits"))
 
 
-def compose_config(config_name: str, overrides: list[str] | None = None, artifacts: Path | None = None) -> DictConfig:
-    """Compose a real top-level config as the entry point would (hydra:runtime resolved to tmp)."""
+def compose_config(config_name: str, overrides: list[str] | None = None, artifacts: Path | None = None,
+                   return_hydra: bool = False) -> DictConfig:
+    """Compose a real top-level config as the entry point would (hydra:runtime resolved to tmp);
+    return_hydra keeps the `hydra` node (sweeper params, searchpath)."""
     overrides = list(overrides or [])
     if artifacts is not None:
         overrides.append(f"paths.artifacts_dir={artifacts}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra)
     if artifacts is not None and "output_dir" in cfg.get("paths", {}):
         OmegaConf.set_struct(cfg, False)
         cfg.paths.output_dir = str(artifacts / "outputs")

@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import CONF, compose_config
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -35,11 +36,18 @@ def defaults_of(config_name: str) -> dict[str, object]:
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 USERS = {group: [top for top in TOP_LEVEL if group in defaults_of(top)] for group in GROUPS}
+def serves(group: str, path: Path, top: str) -> bool:
+    """An experiment preset is composed only for the entry points it names (experiment_stages)."""
+    if group != "experiment":
+        return True
+    return top in ((yaml.safe_load(path.read_text()) or {}).get("experiment_stages") or ["train"])
+
+
 MEMBERS = [
     (group, path.stem, top)
     for group in GROUPS if group not in NOT_SELECTED
     for path in sorted((CONF / group).glob("*.yaml"))
-    for top in USERS[group]
+    for top in USERS[group] if serves(group, path, top)
 ]
 
 

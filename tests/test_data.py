@@ -22,7 +22,7 @@ from latent_traits.errors import LatentTraitsError
 
 STUDY_TASKS = {"amazon", "flipkart", "imdb", "pile", "paws", "mnli", "mnli_nums", "goat", "magicoder",
                "metamathqa", "gsm8k"}
-STAND_IN = {"amazon": False, "imdb": False, "goat": False, "gsm8k": False, "flipkart": True, "pile": True,
+STAND_IN = {"amazon": False, "imdb": True, "goat": False, "gsm8k": False, "flipkart": True, "pile": True,
             "paws": True, "mnli": True, "mnli_nums": True, "magicoder": True, "metamathqa": True}
 TASKS = task_names(CONF)
 
@@ -76,8 +76,8 @@ def test_offline_loading(name, specs, offline):
 
 def test_flipkart_keeps_amazon_splits_and_is_mostly_positive(offline):
     """The Flipkart stand-in reuses Amazon snippets: a text sits in the same split in both tasks."""
-    def snippets(name, split):
-        return {e["id"].split("-", 1)[1] for e in offline[name][split][0]}
+    def snippets(name, split):  # the Amazon snippets (flipkart's movie-review sentences aside)
+        return {e["id"].split("-", 1)[1] for e in offline[name][split][0] if not e["id"].startswith("flipkart-rt-")}
 
     assert snippets("flipkart", "train") <= snippets("amazon", "train")
     assert snippets("flipkart", "test") <= snippets("amazon", "test")
@@ -303,7 +303,7 @@ def test_cards_command_writes_a_card_per_task_and_an_index(tmp_path):
     assert "STAND-IN" in paws and "Are the following two sentences paraphrases of each other?" in paws
     for key in ("| train |", "| test |", "median", "p95", "Answer:"):
         assert key in paws
-    assert "STAND-IN" not in (out / "imdb.md").read_text() and "`0`" in (out / "imdb.md").read_text()
+    assert "STAND-IN" in (out / "imdb.md").read_text() and "`0`" in (out / "imdb.md").read_text()
 
 
 def test_cards_for_every_task(tmp_path):
@@ -318,3 +318,25 @@ def test_unknown_task_in_cards_lists_the_known_ones(tmp_path):
     result = subprocess.run([sys.executable, "-m", "latent_traits.data", "cards", "--tasks", "nope",
                              "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "unknown task 'nope'" in result.stderr and "paws" in result.stderr
+
+
+def test_a_text_two_tasks_share_lies_in_the_same_split_of_both(specs):
+    """imdb and flipkart both draw VADER's movie-review sentences, amazon and flipkart its Amazon
+    snippets: an adapter trained on one never meets its training texts in another's test split."""
+    def texts(name, split):
+        return {e["input"] for e in load_examples(specs[name], split)[0]}
+
+    for one, other in (("imdb", "flipkart"), ("amazon", "flipkart")):
+        shared = (texts(one, "train") | texts(one, "test")) & (texts(other, "train") | texts(other, "test"))
+        assert len(shared) > 100, (one, other)
+        # the sources repeat a few short texts under other ids ("what a junk."): at most 1%, as above
+        for train, test in ((texts(one, "train"), texts(other, "test")), (texts(other, "train"), texts(one, "test"))):
+            assert len(train & test) <= 0.01 * len(test), (one, other, sorted(train & test)[:5])
+
+
+def test_the_pools_hold_what_the_study_needs(specs):
+    imdb = load_examples(specs["imdb"], "test")[0]
+    assert len(imdb) > 2000 and sum(e["id"].startswith("imdb-rt-") for e in imdb) > 1900
+    flipkart = load_examples(specs["flipkart"], "train")[0]
+    assert sum(e["label"] == "neutral" for e in flipkart) >= 342  # a balanced train_n of 1024
+    assert len(load_examples(specs["paws"], "test")[0]) >= 1000

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from latent_traits.data.catalog import load_task_spec
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.safe_paths import check_adapter_id, check_name
@@ -37,12 +38,20 @@ def to_plain(cfg: Any) -> Any:
 
 
 def target_specs(cfg: DictConfig) -> list[tuple[TaskSpec, dict[str, Any]]]:
-    """The selected target tasks in a stable order, each as (spec, its split/n settings)."""
-    tasks = cfg.get("target_task") or {}
+    """The selected target tasks in a stable order, each as (spec, its split/n settings): the
+    target_task group's, or eval.tasks by name (a preset's list) with eval.task_n over eval.n."""
+    named = OmegaConf.select(cfg, "eval.tasks", default=None)
+    if named:
+        task_n = to_plain(OmegaConf.select(cfg, "eval.task_n", default=None)) or {}
+        entries = {name: {"split": "test", "n": task_n.get(name, cfg.eval.n)} for name in named}
+        specs = {name: load_task_spec(name) for name in entries}
+    else:
+        tasks = cfg.get("target_task") or {}
+        entries = {key: to_plain(tasks[key]) for key in tasks}
+        specs = {key: TaskSpec.from_config(entry.pop("task")) for key, entry in entries.items()}
     out = []
-    for key in sorted(tasks):
-        entry = to_plain(tasks[key])
-        spec = TaskSpec.from_config(entry.pop("task"))
+    for key in sorted(entries):
+        entry, spec = entries[key], specs[key]
         if not spec.scorable:
             raise LatentTraitsError(
                 f"target task {spec.name!r} has no automatic scorer (scorer: none): leave it out of "

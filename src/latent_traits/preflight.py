@@ -64,8 +64,9 @@ def _override_values(override) -> list[str]:
     return [str(v) for v in values if v is not None]
 
 
-def check_group_options(dirs: Sequence[Path], argv: Sequence[str]) -> None:
-    """`group=option` (a list or a sweep too) names an existing file of that group."""
+def check_group_options(dirs: Sequence[Path], argv: Sequence[str], entry: str | None = None) -> None:
+    """`group=option` (a list or a sweep too) names an existing file of that group, and an
+    experiment preset is one written for this entry point."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     candidates = [a for a in argv if "=" in a and not a.startswith("-")]
@@ -88,15 +89,34 @@ def check_group_options(dirs: Sequence[Path], argv: Sequence[str]) -> None:
         if unknown:
             raise LatentTraitsError(f"{group}: no option named {', '.join(map(repr, unknown))}; valid options: "
                                     f"{', '.join(sorted(options))} (files in conf/{group}/)")
+        if group == "experiment" and entry:
+            for value in values:
+                check_experiment_serves(dirs, value, entry)
 
 
-def preflight(conf: str | Path, argv: Sequence[str] | None = None) -> None:
-    """Run the checks on this command line; print the error and exit 2 on failure."""
+def check_experiment_serves(dirs: Sequence[Path], name: str, entry: str) -> None:
+    """A preset names the entry points it is written for (`experiment_stages`, default train)."""
+    path = next((d / "experiment" / f"{name}.yaml" for d in dirs if (d / "experiment" / f"{name}.yaml").is_file()), None)
+    if path is None:
+        return
+    stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("experiment_stages") or ["train"]
+    if entry not in stages:
+        serving = sorted(p.stem for d in dirs for p in (d / "experiment").glob("*.yaml")
+                         if entry in ((yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("experiment_stages")
+                                      or ["train"]))
+        raise LatentTraitsError(
+            f"experiment={name} is a preset for {', '.join(f'{s}.py' for s in stages)}, not {entry}.py "
+            f"({path}: experiment_stages); presets for {entry}.py: {', '.join(serving) or 'none'}")
+
+
+def preflight(conf: str | Path, argv: Sequence[str] | None = None, entry: str | None = None) -> None:
+    """Run the checks on this command line (of the entry point `entry`: train, evaluate, analyze);
+    print the error and exit 2 on failure."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         dirs = config_dirs(Path(conf), argv)
         check_yaml_syntax(dirs)
-        check_group_options(dirs, argv)
+        check_group_options(dirs, argv, entry)
     except LatentTraitsError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

