@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from conftest import REPO, compose_config
 
 from latent_traits.config import target_specs
 from latent_traits.data.load import load_examples
@@ -162,12 +163,42 @@ def test_sandbox_limits_time_memory_network_and_files(tmp_path):
     assert not big["ok"]
 
 
-def test_sandbox_refuses_without_network_isolation(monkeypatch):
-    monkeypatch.setattr(code_mod, "network_isolation_prefix", lambda: None)
-    with pytest.raises(LatentTraitsError, match="allow_network"):
+def test_sandbox_refuses_without_isolation(monkeypatch):
+    monkeypatch.setattr(code_mod, "isolation_problem", lambda: "`unshare` (util-linux) is not installed")
+    with pytest.raises(LatentTraitsError, match=r"isolated sandbox.*`unshare` \(util-linux\) is not installed"):
         call("def main_solution():\n    return 1")
-    allowed = SandboxSettings(timeout_s=2, allow_network=True)
-    assert call("def main_solution():\n    return 1", allowed) == {"ok": True, "outputs": [1]}
+
+
+def test_sandboxed_code_cannot_touch_the_machines_files(tmp_path, monkeypatch):
+    """Write in its folder, read the cache and home, list the project, write outside: each is
+    confined; the real folders are untouched."""
+    cache = tmp_path / "cache"
+    (cache / "assets").mkdir(parents=True)
+    (cache / "assets" / "secret.txt").write_text("cache secret")
+    home_secret = Path.home() / ".lt_sandbox_test_secret"
+    home_secret.write_text("home secret")
+    monkeypatch.setenv("LATENT_TRAITS_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    try:
+        probe = call(
+            "import os\n"
+            "def attempt(fn):\n    try:\n        return fn()\n    except OSError as err:\n        return 'blocked'\n"
+            f"def main_solution():\n    open('written.txt', 'w').write('x')\n"
+            f"    return [os.listdir('.'), attempt(lambda: open({str(cache / 'assets' / 'secret.txt')!r}).read()),\n"
+            f"            attempt(lambda: open({str(home_secret)!r}).read()),\n"
+            f"            attempt(lambda: os.listdir({str(REPO)!r})), attempt(lambda: os.listdir({str(tmp_path)!r})),\n"
+            f"            attempt(lambda: open('/usr/planted.txt', 'w').write('x')),\n"
+            f"            attempt(lambda: open({str(tmp_path / 'planted.txt')!r}, 'w').write('x'))]")
+    finally:
+        home_secret.unlink()
+    assert probe["ok"], probe
+    own_folder, cache_read, home_read, project, job_folder, usr_write, outside_write = probe["outputs"][0]
+    assert own_folder == ["written.txt"]  # its own empty folder, which it may write
+    assert cache_read == "blocked" and home_read == "blocked"
+    assert project in ("blocked", []) and job_folder in ("blocked", [])
+    assert usr_write == "blocked" and outside_write == "blocked"
+    assert not (tmp_path / "planted.txt").exists() and not (tmp_path / "written.txt").exists()
+    assert not Path("/usr/planted.txt").exists()
 
 
 def test_sandboxed_cell_records_execution(tiny_tokenizer_and_model, tmp_path):

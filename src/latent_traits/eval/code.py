@@ -25,8 +25,10 @@ seeded generator, compute the expected outputs by running the reference, then ru
 code on the same inputs and compare. Every run (the reference's too) happens in a separate
 ``python -I`` subprocess in an empty temporary directory with an empty environment, CPU-time,
 address-space, file-size and open-file limits (``resource.setrlimit``), a wall-clock timeout,
-and no network (``unshare -n``, or ``unshare -rn`` without root). Where no network namespace can
-be made, the sandbox refuses to run unless ``eval.code_sandbox.allow_network=true``.
+and no file system of the machine's to write or read: each run starts in new user, mount and network
+namespaces (``unshare``), with a private empty working folder, empty folders over home, temporary
+folders, the cache and the project, the Python installation read-only and the rest of the file
+system read-only, and no network. Where such namespaces cannot be made it refuses to run.
 Examples without tests (e.g. Magicoder's hub data, which has none) are not executed.
 """
 
@@ -45,6 +47,7 @@ import tempfile
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from latent_traits.errors import LatentTraitsError
@@ -159,7 +162,6 @@ class SandboxSettings:
     memory_mb: int = 1024
     n_tests: int = 3
     seed: int = 0
-    allow_network: bool = False
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> SandboxSettings:
@@ -171,32 +173,81 @@ class SandboxSettings:
         return cls(**cfg)
 
 
+# Runs first inside new user, mount and network namespaces (as their root, which owns only those
+# namespaces): a private /tmp with an empty working folder, empty folders over home, the cache,
+# the project and every folder named after the script, the Python installation bound back read-only,
+# and the rest of the file system read-only. Then the interpreter, alone (-I -S: no site-packages).
+ISOLATION_SHELL = r"""
+set -e
+base="$1"; script="$2"; shift 2
+mount -t tmpfs -o size=64m,mode=755 tmpfs /tmp
+mkdir /tmp/.python /tmp/work
+mount --bind "$base" /tmp/.python
+for d in "$@"; do if [ -d "$d" ]; then mount -t tmpfs -o size=1m,mode=755 tmpfs "$d"; fi; done
+mkdir -p "$base"
+mount --bind /tmp/.python "$base"
+umount /tmp/.python
+rmdir /tmp/.python
+mount -o remount,bind,ro /
+cd /tmp/work
+unset PWD OLDPWD
+exec "$base/bin/python3" -I -S -c "$script"
+"""
+UNSHARE_FLAGS = ("--user", "--map-root-user", "--mount", "--net")
+SYSTEM_DIRS = frozenset(map(Path, ("/", "/usr", "/bin", "/lib", "/lib64", "/etc", "/proc", "/sys", "/dev")))
+
+
+def hidden_dirs() -> list[str]:
+    """Folders the sandboxed code must not see: homes, temporary folders, the cache, the project,
+    the folder the job runs in and the environment the framework runs from."""
+    cache = os.environ.get("LATENT_TRAITS_CACHE") or str(Path.home() / ".cache" / "latent_traits")
+    candidates = ["/root", "/home", "/var/tmp", "/dev/shm", "/mnt", "/media", "/srv", str(Path.home()), cache,
+                  os.getcwd(), str(Path(__file__).resolve().parents[3]), sys.prefix,
+                  os.environ.get("LATENT_TRAITS_ARTIFACTS") or ""]
+    found = []
+    for candidate in candidates:
+        path = Path(candidate).resolve() if candidate else None
+        if path and path not in SYSTEM_DIRS and str(path) not in found:
+            found.append(str(path))
+    return sorted(found, key=len)  # parents first: a folder inside a hidden one needs nothing more
+
+
+def python_prefix() -> str:
+    return str(Path(sys.base_prefix).resolve())
+
+
+def isolation_command(script: str) -> list[str]:
+    unshare = shutil.which("unshare") or "unshare"
+    return [unshare, *UNSHARE_FLAGS, "sh", "-c", ISOLATION_SHELL, "sandbox", python_prefix(), script,
+            *hidden_dirs()]
+
+
 @functools.lru_cache(maxsize=1)
-def network_isolation_prefix() -> tuple[str, ...] | None:
-    """The command prefix that runs a process without network, or None where none works here."""
-    unshare = shutil.which("unshare")
-    if unshare is None or not sys.platform.startswith("linux"):
-        return None
-    for prefix in ((unshare, "-n"), (unshare, "-rn")):
-        try:
-            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-        if ok:
-            return prefix
+def isolation_problem() -> str | None:
+    """Why the sandbox cannot be isolated here, or None when a trial run works."""
+    if not sys.platform.startswith("linux"):
+        return f"it needs Linux namespaces (this is {sys.platform})"
+    if shutil.which("unshare") is None:
+        return "`unshare` (util-linux) is not installed"
+    if python_prefix().startswith("/tmp/") or not (Path(python_prefix()) / "bin" / "python3").is_file():
+        return f"no python3 under {python_prefix()} to run inside it"
+    try:
+        proc = subprocess.run(isolation_command("print('isolated')"), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"a trial run failed ({err})"
+    if proc.stdout.strip() != "isolated":
+        return f"a trial run of `unshare {' '.join(UNSHARE_FLAGS)}` failed: {proc.stderr.strip()[-300:]}"
     return None
 
 
-def sandbox_prefix(settings: SandboxSettings) -> tuple[str, ...]:
-    prefix = network_isolation_prefix()
-    if prefix is not None:
-        return prefix
-    if settings.allow_network:
-        return ()
-    raise LatentTraitsError(
-        "eval.code_execution=sandboxed needs a network namespace (`unshare -n` or `unshare -rn`), which "
-        "this machine does not allow; run elsewhere, leave code execution off (the default), or accept "
-        "generated code running WITH network access by setting eval.code_sandbox.allow_network=true")
+def check_isolation() -> None:
+    problem = isolation_problem()
+    if problem:
+        raise LatentTraitsError(
+            f"eval.code_execution=sandboxed runs generated code only in an isolated sandbox (its own user, mount "
+            f"and network namespaces: no network, a private empty folder, home, cache and project hidden, the "
+            f"rest read-only), and {problem}. Allow unprivileged user namespaces (sysctl "
+            f"kernel.unprivileged_userns_clone=1) or run elsewhere; or leave code execution off (the default)")
 
 
 def _limits(settings: SandboxSettings):
@@ -217,9 +268,9 @@ def _limits(settings: SandboxSettings):
 
 def run_sandboxed(job: dict[str, Any], settings: SandboxSettings) -> dict[str, Any]:
     """Run one job in the sandbox; a crash, timeout or bad output becomes {"ok": False, "error"}."""
-    prefix = sandbox_prefix(settings)
-    with tempfile.TemporaryDirectory(prefix="lt-sandbox-") as workdir:
-        cmd = [*prefix, sys.executable, "-I", "-c", SANDBOX_SCRIPT]
+    check_isolation()
+    with tempfile.TemporaryDirectory(prefix="lt-sandbox-") as workdir:  # never seen by the code: /tmp is private
+        cmd = isolation_command(SANDBOX_SCRIPT)
         try:
             proc = subprocess.Popen(cmd, cwd=workdir, env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
