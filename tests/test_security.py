@@ -4,6 +4,8 @@ no secret in anything written (configs, records, reports, W&B, Hydra's .hydra fi
 from __future__ import annotations
 
 import ast
+import base64
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from latent_traits.redact import (
     RedactSecrets,
     is_secret_name,
     redact,
+    redact_text,
     redact_yaml_file,
     refuse_secrets_in_config,
 )
@@ -266,3 +269,58 @@ def test_no_key_lands_in_any_file_after_train_evaluate_analyze(tmp_path):
         assert files_containing(tmp_path, secret) == []
     overrides = [p for p in written if p.name == "overrides.yaml" and "judge.api_key=" in p.read_text()]
     assert overrides and all(f"judge.api_key={REDACTED}" in p.read_text() for p in overrides)
+
+
+def test_url_credentials_are_redacted_wherever_text_is():
+    text = "judge.base_url=http://alice:s3cret-pw@judge.internal:8000/v1 failed; see https://bob@host/x"
+    clean = redact_text(text, [])
+    assert "s3cret-pw" not in clean and "alice" not in clean and "bob@" not in clean
+    assert "http://<redacted>@judge.internal:8000/v1" in clean and "https://<redacted>@host/x" in clean
+
+
+def test_url_credentials_travel_as_a_basic_header_and_nowhere_else(caplog):
+    from test_eval_judge import FakeChatServer, canned
+
+    from latent_traits.eval.judge import OpenAIJudge, judge_identity
+
+    with FakeChatServer(canned) as server:
+        url = server.url.replace("http://", "http://alice:s3cret-pw@")
+        judge = OpenAIJudge(url, "j", api_key_env="LT_UNSET_KEY_VARIABLE", max_retries=1)
+        judge.judge([{"question": "q", "reference": "4", "output": "4"}])
+    assert server.requests[0]["auth"] == "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+    assert "s3cret-pw" not in judge.base_url and "s3cret-pw" not in caplog.text
+    assert "s3cret-pw" not in json.dumps(judge_identity({"backend": "openai", "base_url": url, "model": "j"}))
+
+
+@pytest.mark.slow
+def test_a_judge_echoing_the_key_and_url_credentials_leave_no_trace(tmp_path):
+    """The judge's stored text, Hydra's .hydra files and log, the records and the console: none
+    holds the key or the URL's password."""
+    from test_end_to_end import run
+    from test_eval_judge import FakeChatServer
+
+    key = "lt-judge-key-" + os.urandom(12).hex()  # no credential shape: only its variable marks it
+    password = "pw-" + os.urandom(12).hex()
+    os.environ["LT_TEST_JUDGE_KEY"] = key
+    artifacts = tmp_path / "artifacts"
+    tiny = ["model=tiny_llama", "logger=none"]
+    try:
+        proc = run("train.py", [*tiny, "source_dataset=goat", "trainer.max_steps=1", "data.train_n=4",
+                                "data.batch_size=4"], tmp_path, artifacts)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        echo = lambda body: f"Headers: Authorization: Bearer {key}\n<answer>yes</answer>"  # noqa: E731
+        with FakeChatServer(echo) as server:
+            url = server.url.replace("http://", f"http://judge:{password}@")
+            judge = ["judge=openai", f"judge.base_url={url}", "judge.model=j", "judge.max_retries=1",
+                     "judge.api_key_env=LT_TEST_JUDGE_KEY", "eval.judge_tasks=[goat]"]
+            proc = run("evaluate.py", [*tiny, *judge, "eval.n=2", "target_task=[goat]",
+                                       "eval.decoding.max_new_tokens_cap=4"], tmp_path, artifacts)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert server.requests and all(r["auth"] == f"Bearer {key}" for r in server.requests)
+    finally:
+        os.environ.pop("LT_TEST_JUDGE_KEY", None)
+    rows = [json.loads(line) for p in artifacts.rglob("*.predictions.jsonl") for line in p.read_text().splitlines()]
+    assert rows and all(f"Bearer {REDACTED}" in r["judge_output"] for r in rows)
+    assert any(p.parent.name == ".hydra" for p in tmp_path.rglob("*") if p.is_file())
+    for secret in (key, password):
+        assert files_containing(tmp_path, secret) == [] and secret not in proc.stdout + proc.stderr

@@ -14,6 +14,7 @@ rewrites them redacted as each job starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,7 @@ SECRET_VALUE = re.compile(
     r"\b(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}"
     r"|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})")
 ASSIGNMENT = re.compile(r"([\w.@/+~-]+)=([^,\s'\"]+)")  # key=value, as in Hydra overrides
+URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")  # scheme://user:password@host
 MIN_SECRET_CHARS = 8  # shorter environment values ("1", "true") would redact ordinary text
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
@@ -75,7 +77,13 @@ def redact_text(text: str, secrets: Iterable[str] | None = None) -> str:
     for secret in secret_values() if secrets is None else secrets:
         text = text.replace(secret, REDACTED)
     text = SECRET_VALUE.sub(REDACTED, text)
+    text = without_url_credentials(text)
     return ASSIGNMENT.sub(lambda m: f"{m.group(1)}={REDACTED}" if is_secret_name(m.group(1)) else m.group(0), text)
+
+
+def without_url_credentials(text: str) -> str:
+    """Every URL's user:password@ replaced: http://user:pass@host/v1 -> http://<redacted>@host/v1."""
+    return URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
 
 
 def redact(obj: Any, secrets: Iterable[str] | None = None) -> Any:
@@ -146,10 +154,32 @@ except ImportError:  # hydra is a dependency; this keeps the helpers importable 
     Callback = object  # type: ignore[assignment,misc]
 
 
+class RedactingFilter(logging.Filter):
+    """A log handler filter: each record's text redacted before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_text(record.getMessage()), ()
+        return True
+
+
+def redact_log_handlers() -> None:
+    """Every handler of the root logger (console, Hydra's job log) redacts what it writes."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
 class RedactSecrets(Callback):
-    """Hydra callback: redact the config files Hydra wrote before the job started."""
+    """Hydra callback: redact the config files Hydra wrote before the job started, and the log."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        redact_log_handlers()
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        redact_log_handlers()  # the launcher logs each job's overrides
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        redact_log_handlers()  # Hydra configures the job's handlers just before
         hydra_cfg = config.get("hydra") if hasattr(config, "get") else None
         if hydra_cfg is None:
             return

@@ -15,12 +15,14 @@ its chat template when it has one); ``openai``, any OpenAI-compatible chat-compl
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from latent_traits.errors import LatentTraitsError
+from latent_traits.redact import redact_text, secret_values, without_url_credentials
 
 log = logging.getLogger(__name__)
 PROMPT_VERSION = "1"
@@ -88,10 +91,15 @@ class Judge:
     def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         raise NotImplementedError
 
+    secret_env_names: tuple[str, ...] = ()  # variables whose values must never be stored
+
     def judge(self, items: Sequence[Mapping[str, str]], desc: str = "judge") -> list[dict[str, Any]]:
-        """items: {question, reference, output}; returns per item {judge_verdict, judge_output}."""
+        """items: {question, reference, output}; returns per item {judge_verdict, judge_output}. The
+        stored text is redacted: a judge can echo what it was sent, a key in a header included."""
         texts = self.complete([judge_messages(i["question"], i["reference"], i["output"]) for i in items])
-        return [{"judge_verdict": parse_verdict(t), "judge_output": (t or "")[:MAX_STORED_JUDGE_CHARS]}
+        secrets = secret_values(self.secret_env_names)
+        return [{"judge_verdict": parse_verdict(t),
+                 "judge_output": redact_text((t or "")[:MAX_STORED_JUDGE_CHARS], secrets)}
                 for t in texts]
 
 
@@ -143,7 +151,15 @@ class OpenAIJudge(Judge):
                  max_tokens: int = 512, timeout_s: float = 120.0, max_retries: int = 3, concurrency: int = 4):
         if not base_url or not model:
             raise LatentTraitsError("judge=openai needs judge.base_url=<http://host:port/v1> and judge.model=<name>")
-        self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
+        # credentials in the URL travel as a Basic header, never in a message, log line or record
+        parts = urllib.parse.urlsplit(base_url.rstrip("/"))
+        self.basic_auth = None
+        if parts.username or parts.password:
+            user_pass = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+            self.basic_auth = "Basic " + base64.b64encode(user_pass.encode()).decode()
+            parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+        self.base_url, self.model, self.api_key_env = urllib.parse.urlunsplit(parts), model, api_key_env
+        self.secret_env_names = (api_key_env,) if api_key_env else ()
         self.max_tokens, self.timeout_s = max_tokens, timeout_s
         self.max_retries, self.concurrency = max(1, max_retries), max(1, concurrency)
         if api_key_env and not os.environ.get(api_key_env):
@@ -157,6 +173,8 @@ class OpenAIJudge(Judge):
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        elif self.basic_auth:
+            headers["Authorization"] = self.basic_auth
         error: Exception | None = None
         for attempt in range(self.max_retries):
             try:
@@ -171,7 +189,8 @@ class OpenAIJudge(Judge):
             except (urllib.error.URLError, OSError, KeyError, IndexError, ValueError) as err:
                 error = err
             time.sleep(min(2.0**attempt * 0.5, 10.0))
-        raise LatentTraitsError(f"judge endpoint {self.base_url} (model {self.model!r}) failed: {error}")
+        raise LatentTraitsError(f"judge endpoint {self.base_url} (model {self.model!r}) failed: "
+                                f"{redact_text(str(error), secret_values(self.secret_env_names))}")
 
     def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -203,5 +222,6 @@ def judge_identity(judge_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None
         model = dict(cfg.get("model") or {})
         return {"backend": "hf", "model": {k: model.get(k) for k in ("name", "source", "hub_id", "path", "dtype")},
                 "max_new_tokens": cfg.get("max_new_tokens", 512), "prompt_version": PROMPT_VERSION}
-    return {"backend": "openai", "base_url": str(cfg.get("base_url", "")).rstrip("/"), "model": cfg.get("model"),
+    return {"backend": "openai", "base_url": without_url_credentials(str(cfg.get("base_url", "")).rstrip("/")),
+            "model": cfg.get("model"),
             "max_tokens": cfg.get("max_tokens", 512), "prompt_version": PROMPT_VERSION}
