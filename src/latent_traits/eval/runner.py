@@ -17,10 +17,16 @@ from omegaconf.errors import OmegaConfBaseException
 from latent_traits.config import check_against_model, target_specs, to_plain
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
-from latent_traits.errors import LatentTraitsError
+from latent_traits.errors import (
+    ConfigError,
+    CorruptArtifactError,
+    LatentTraitsError,
+    OutputWriteError,
+)
 from latent_traits.eval.cells import run_cell, run_cells
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
-from latent_traits.eval.judge import build_judge, judge_identity, judge_metrics
+from latent_traits.eval.failures import CellsFailedError, adapter_problem, retrain_hint, summary
+from latent_traits.eval.judge import build_judge, check_judge_ready, judge_identity, judge_metrics
 from latent_traits.eval.multi_lora import MixedModel, StackedAdapters, unstackable
 from latent_traits.eval.records import (
     BASE_ADAPTER_ID,
@@ -34,6 +40,7 @@ from latent_traits.io import (
     ensure_writable,
     provenance,
     read_json,
+    read_jsonl,
     stable_hash,
     write_json,
     write_jsonl,
@@ -52,6 +59,7 @@ class Adapter:
     id: str
     path: Path | None
     train_result: dict[str, Any] | None
+    problem: str | None = None  # its files are damaged: its cells are recorded as failed
 
     @property
     def is_base(self) -> bool:
@@ -69,14 +77,21 @@ class Cell(NamedTuple):
     data_prov: dict
     settings: dict[str, Any]  # cell_settings, with its "hash"
     finished: bool            # a record with these settings is already on disk
+    unjudged: dict | None = None  # the failed record of a cell decoded before its judge failed
 
 
 def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any = "all") -> list[Adapter]:
-    """Finished adapters of this base model (a train_result.json with status complete)."""
+    """Finished adapters of this base model (a train_result.json with status complete). A damaged
+    one (its train_result.json, config or weights) comes back with its `problem`, so that its
+    cells are recorded as failed and the others still run."""
     root = Path(adapters_dir) / model_name
     found = []
     for result_path in sorted(root.glob(f"*/*/{TRAIN_RESULT}")):
-        result = read_json(result_path)
+        try:
+            result = read_json(result_path, fix=retrain_hint(result_path.parent, None))
+        except CorruptArtifactError as err:
+            found.append(Adapter(result_path.parent.relative_to(root).as_posix(), result_path.parent, None, str(err)))
+            continue
         if result.get("status") != "complete":
             continue
         trained_on = result.get("model", {}).get("name")
@@ -85,9 +100,10 @@ def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any 
                 f"adapter {result_path.parent} was trained on base model {trained_on!r}, not "
                 f"{model_name!r}; evaluate it with model={trained_on}"
             )
-        found.append(Adapter(result["adapter_id"], result_path.parent, result))
+        found.append(Adapter(result["adapter_id"], result_path.parent, result,
+                             adapter_problem(result_path.parent, result)))
     if selection not in (None, "all"):
-        wanted = list(selection)
+        wanted = [selection] if isinstance(selection, str) else list(selection)  # one id, or a list
         unknown = sorted(set(wanted) - {a.id for a in found})
         if unknown:
             raise LatentTraitsError(f"eval.adapters: no finished adapters {unknown} under {root}; "
@@ -102,6 +118,7 @@ class ResidentModel:
     def __init__(self, base_model):
         self.base = base_model
         self.peft = None
+        self.tainted = False  # a failed first adapter load may have changed the base model
 
     @contextlib.contextmanager
     def use(self, adapter: Adapter) -> Iterator[Any]:
@@ -121,12 +138,21 @@ class ResidentModel:
     def load(self, adapter: Adapter) -> str:
         """Load an adapter (once) beside those loaded; its peft name."""
         name = "adapter_" + stable_hash(adapter.id, 8)  # peft names cannot hold '/' or '.'
-        if self.peft is None:
-            from peft import PeftModel
+        first = self.peft is None
+        try:
+            if first:
+                from peft import PeftModel
 
-            self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
-        elif name not in self.peft.peft_config:
-            self.peft.load_adapter(str(adapter.path), adapter_name=name)
+                self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
+            elif name not in self.peft.peft_config:
+                self.peft.load_adapter(str(adapter.path), adapter_name=name)
+        except Exception as err:  # files that passed adapter_problem's checks and still fail
+            if first:  # peft may have changed the base model's layers in place: reload it
+                self.tainted = True
+            elif name in self.peft.peft_config:  # never use a half-loaded adapter later
+                self.peft.delete_adapter(name)
+            raise CorruptArtifactError(f"adapter {adapter.id} could not be loaded from {adapter.path}: {err}; "
+                                       f"{retrain_hint(adapter.path, adapter.train_result)}") from err
         return name
 
     @contextlib.contextmanager
@@ -210,15 +236,37 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
     }
 
 
-def is_finished(path: Path, settings_hash: str) -> bool:
+def existing_record(path: Path) -> dict[str, Any] | None:
+    """The record at `path`, or None: absent, or damaged (then logged, and the cell evaluated again)."""
     if not path.is_file():
-        return False
-    record = read_json(path)
-    return record.get("status") == "complete" and record.get("settings_hash") == settings_hash
+        return None
+    try:
+        record = read_json(path, fix="evaluating the cell again")
+    except CorruptArtifactError as err:
+        log.warning("%s", err)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_finished(path: Path, settings_hash: str) -> bool:
+    record = existing_record(path)
+    return bool(record) and record.get("status") == "complete" and record.get("settings_hash") == settings_hash
+
+
+def unjudged_record(path: Path, predictions: Path, settings_hash: str) -> dict[str, Any] | None:
+    """A failed record of these settings whose cell was decoded and scored before the judge failed
+    (its predictions kept): a rerun only judges it."""
+    record = existing_record(path)
+    if (not record or record.get("status") != "failed" or record.get("failed_stage") != "judge"
+            or record.get("settings_hash") != settings_hash or not predictions.is_file()):
+        return None
+    return record
 
 
 def evaluate_all(cfg: DictConfig) -> list[Path]:
-    """Evaluate the base model and every selected adapter on every target task; return record paths."""
+    """Evaluate the base model and every selected adapter on every target task; return record paths.
+    A cell that fails (a damaged adapter, a decoding or judge error) is recorded as failed and the
+    others go on; the job then ends with CellsFailedError listing them."""
     model_name = cfg.model.name
     if backend_name(cfg.eval) == "vllm":  # fail before any data or model loads
         check_vllm_backend(to_plain(cfg.eval.decoding))
@@ -229,8 +277,11 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
             f"train some first, e.g. `{TRAIN_COMMAND}` (or evaluate the base model alone with "
             "+eval.allow_base_only=true)"
         )
+    selected = target_specs(cfg)
+    if any(judge_settings(cfg, spec) for spec, _ in selected):  # a missing key or model: before any decoding
+        check_judge_ready(to_plain(cfg.judge), cfg.paths.cache_dir)
     tasks = []
-    for spec, entry in target_specs(cfg):
+    for spec, entry in selected:
         examples, data_prov = load_examples(
             spec, split=entry.get("split", "test"), n=entry.get("n"), seed=cfg.seed,
             source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,
@@ -246,36 +297,112 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         for spec, examples, data_prov in tasks:
             settings = cell_settings(cfg, adapter, spec, data_prov)
             settings["hash"] = stable_hash(settings)  # computed once; not part of what it hashes
-            finished = is_finished(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
-                                   settings["hash"])
+            path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
+            finished = is_finished(path, settings["hash"])
+            unjudged = None if finished else unjudged_record(
+                path, predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), settings["hash"])
             if finished:
                 log.info("Skipping %s x %s: finished with the same settings", adapter.id, spec.name)
             n_pending += not finished
-            cells.append(Cell(adapter, spec, examples, data_prov, settings, finished))
+            cells.append(Cell(adapter, spec, examples, data_prov, settings, finished, unjudged))
     log.info("%d of %d cells to evaluate (%d adapters incl. base x %d tasks)",
              n_pending, len(cells), len(grid), len(tasks))
     if n_pending:
         ensure_writable(Path(cfg.paths.eval_dir) / model_name)  # fail before the model loads
     tracker = eval_tracker(cfg)
     written: list[Path] = []
-    ok = False
+    # the model(s) and judge are loaded on first need; failed cells are listed in state["failed"]
+    state: dict[str, Any] = {"adapters": [a for a in adapters if a.problem is None], "failed": []}
     try:
-        state: dict[str, Any] = {"adapters": adapters}  # the model(s) and judge are loaded on first need
-        for group in cell_groups(cfg, cells):
+        for cell in cells:  # a damaged adapter: its pending cells fail without loading anything
+            if cell.adapter.problem and not cell.finished:
+                record_failed_cell(cfg, state, cell, "adapter", cell.adapter.problem)
+        for group in cell_groups(cfg, [c for c in cells if not (c.adapter.problem and not c.finished)]):
             pending = [cell for cell in group if not cell.finished]
-            if len(pending) > 1:
-                written += evaluate_mixed(cfg, state, pending)
-            elif pending:
-                written.append(evaluate_cell(cfg, state, pending[0]))
+            written += evaluate_group(cfg, state, pending)
             if tracker is not None:
                 for cell in group:
                     tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name),
                                      predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name))
-        ok = True
     finally:
         if tracker is not None:
-            tracker.finish(exit_code=0 if ok else 1)
+            tracker.finish(exit_code=0 if not state["failed"] else 1)
+    if state["failed"]:
+        raise CellsFailedError(summary(state["failed"], len(cells)))
     return written
+
+
+def evaluate_group(cfg: DictConfig, state: dict[str, Any], pending: list[Cell]) -> list[Path]:
+    """Evaluate a group's pending cells; a cell (or group) that fails is recorded as failed and the
+    job goes on. Config errors, full disks and interrupts still stop the job."""
+    unjudged = [cell for cell in pending if cell.unjudged is not None]
+    pending = [cell for cell in pending if cell.unjudged is None]
+    written: list[Path | None] = []
+    for cell in unjudged:
+        try:
+            written.append(evaluate_cell(cfg, state, cell, decoded=decoded_from_record(cfg, cell)))
+        except (ConfigError, OutputWriteError):
+            raise
+        except Exception as err:  # e.g. its kept predictions are damaged: decode it again next time
+            record_failed_cell(cfg, state, cell, "decoding", f"{type(err).__name__}: {err}")
+    if backend_name(cfg.eval) == "hf" and pending:
+        resident_model(cfg, state)  # the base model: its failure is no cell's, so it stops the job
+        pending = [cell for cell in pending if adapter_loads(cfg, state, cell)]
+    try:
+        if len(pending) > 1:
+            written += evaluate_mixed(cfg, state, pending)
+        elif pending:
+            written.append(evaluate_cell(cfg, state, pending[0]))
+    except (ConfigError, OutputWriteError):
+        raise
+    except Exception as err:
+        log.exception("Decoding %s failed", ", ".join(f"{c.adapter.id} x {c.spec.name}" for c in pending))
+        for cell in pending:
+            record_failed_cell(cfg, state, cell, "decoding", f"{type(err).__name__}: {err}")
+    return [path for path in written if path is not None]  # None: a cell whose judge failed
+
+
+def adapter_loads(cfg: DictConfig, state: dict[str, Any], cell: Cell) -> bool:
+    """Load a cell's adapter into the resident model; one that fails is recorded as a failed cell."""
+    if cell.adapter.is_base:
+        return True
+    try:
+        state["resident"].load(cell.adapter)
+        return True
+    except CorruptArtifactError as err:
+        if state["resident"].tainted:
+            state.pop("resident")  # reloaded fresh for the next cell
+        record_failed_cell(cfg, state, cell, "adapter", str(err))
+        return False
+
+
+def record_failed_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, stage: str, error: str,
+                       decoded: dict[str, Any] | None = None) -> None:
+    """Write a record with status failed (never over a complete one) and list the cell in state."""
+    adapter, spec = cell.adapter, cell.spec
+    state["failed"].append((adapter.id, spec.name, error))
+    log.error("%s x %s failed (%s): %s", adapter.id, spec.name, stage, error)
+    path = record_path(cfg.paths.eval_dir, cfg.model.name, adapter.id, spec.name)
+    previous = existing_record(path)
+    if previous and previous.get("status") == "complete":  # an earlier good result stays
+        return
+    write_json(path, redact({
+        "schema_version": SCHEMA_VERSION, "status": "failed", "failed_stage": stage, "error": error,
+        "model": {"name": cfg.model.name, "source": cfg.model.source},
+        "adapter": {"id": adapter.id, "path": str(adapter.path) if adapter.path else None},
+        "task": spec.to_record(), "data": cell.data_prov, "settings_hash": cell.settings["hash"],
+        "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base),
+        **(decoded or {}), **provenance(),
+    }))
+
+
+def decoded_from_record(cfg: DictConfig, cell: Cell) -> tuple:
+    """(rows, metrics, primary, n_invalid, seconds) of a cell decoded before its judge failed."""
+    record = cell.unjudged
+    rows = read_jsonl(predictions_path(cfg.paths.eval_dir, cfg.model.name, cell.adapter.id, cell.spec.name),
+                      fix="delete it and its record, then rerun evaluate.py to decode the cell again")
+    log.info("%s x %s: judging the kept predictions of a cell whose judge failed", cell.adapter.id, cell.spec.name)
+    return (rows, record["metrics"], record["primary_metric"], record["n_invalid"], record["timing"]["seconds"])
 
 
 def mixes_adapters(cfg: DictConfig) -> bool:
@@ -361,6 +488,23 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
         return (*out, time.perf_counter() - started)
 
 
+def judge_rows(cfg: DictConfig, state: dict[str, Any], examples: list[dict], rows: list[dict]) -> list[dict]:
+    """The judge's verdicts on a cell's rows. After a first failure the judge is not called again in
+    this job (each call would wait through its retries): the error is kept in state["judge_error"]."""
+    if state.get("judge_error"):
+        raise LatentTraitsError(state["judge_error"])
+    try:
+        if state.get("judge") is None:
+            state["judge"] = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
+        return state["judge"].judge([{"question": e["input"], "reference": str(e.get("target", "")),
+                                      "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
+    except (ConfigError, OutputWriteError):
+        raise
+    except Exception as err:
+        state["judge_error"] = f"the judge failed ({type(err).__name__}: {err}); the predictions are kept and a rerun only judges"
+        raise
+
+
 def resident_model(cfg: DictConfig, state: dict[str, Any]) -> ResidentModel:
     """The job's one base model, loaded on first need (with its tokenizer in state)."""
     if "resident" not in state:
@@ -374,7 +518,7 @@ def resident_model(cfg: DictConfig, state: dict[str, Any]) -> ResidentModel:
     return state["resident"]
 
 
-def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path]:
+def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path | None]:
     """One task's cells for several adapters, decoded in shared batches; each cell then scored
     and written as evaluate_cell writes it. Each cell's seconds are its share of the group's."""
     adapters = [cell.adapter for cell in group]
@@ -391,9 +535,10 @@ def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) ->
 
 
 def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: tuple | None = None,
-                  batched_cells: int = 1) -> Path:
+                  batched_cells: int = 1) -> Path | None:
     """Evaluate one (adapter or base) x task cell, or score one decoded in a group (`decoded`);
-    write its predictions, then its record."""
+    write its predictions, then its record. When the judge fails, the predictions are kept beside a
+    failed record (a rerun only judges) and None is returned."""
     adapter, spec, examples, data_prov, settings = cell.adapter, cell.spec, cell.examples, cell.data_prov, cell.settings
     model_name = cfg.model.name
     if decoded is not None:
@@ -404,10 +549,17 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: t
         rows, metrics, primary, n_invalid, seconds = decode_with_hf(cfg, state, adapter, spec, examples, settings)
     n_invalid_verdicts = None
     if settings.get("judge"):
-        if state.get("judge") is None:
-            state["judge"] = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
-        verdicts = state["judge"].judge([{"question": e["input"], "reference": str(e.get("target", "")),
-                                          "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
+        try:
+            verdicts = judge_rows(cfg, state, examples, rows)
+        except (ConfigError, OutputWriteError):
+            raise
+        except Exception as err:
+            write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
+            record_failed_cell(cfg, state, cell, "judge", state["judge_error"], decoded={
+                "metrics": metrics, "primary_metric": primary, "n_invalid": n_invalid, "decoding": settings["decoding"],
+                "timing": {"seconds": round(seconds, 3)}})
+            log.debug("judge failure", exc_info=err)
+            return None
         for row, verdict in zip(rows, verdicts, strict=True):
             row.update(verdict)
         metrics.update(judge_metrics([v["judge_verdict"] for v in verdicts]))
