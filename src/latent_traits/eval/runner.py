@@ -367,11 +367,11 @@ def adapter_loads(cfg: DictConfig, state: dict[str, Any], cell: Cell) -> bool:
     if cell.adapter.is_base:
         return True
     try:
-        state["resident"].load(cell.adapter)
+        resident_model(cfg, state).load(cell.adapter)
         return True
     except CorruptArtifactError as err:
         if state["resident"].tainted:
-            state.pop("resident")  # reloaded fresh for the next cell
+            state.pop("resident")  # loaded again, untouched, on next need
         record_failed_cell(cfg, state, cell, "adapter", str(err))
         return False
 
