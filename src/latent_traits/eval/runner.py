@@ -279,7 +279,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         )
     selected = target_specs(cfg)
     if any(judge_settings(cfg, spec) for spec, _ in selected):  # a missing key or model: before any decoding
-        check_judge_ready(to_plain(cfg.judge), cfg.paths.cache_dir)
+        check_judge_ready(to_plain(cfg.judge))
     tasks = []
     for spec, entry in selected:
         examples, data_prov = load_examples(
@@ -313,6 +313,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     written: list[Path] = []
     # the model(s) and judge are loaded on first need; failed cells are listed in state["failed"]
     state: dict[str, Any] = {"adapters": [a for a in adapters if a.problem is None], "failed": []}
+    ok = False
     try:
         for cell in cells:  # a damaged adapter: its pending cells fail without loading anything
             if cell.adapter.problem and not cell.finished:
@@ -320,13 +321,15 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         for group in cell_groups(cfg, [c for c in cells if not (c.adapter.problem and not c.finished)]):
             pending = [cell for cell in group if not cell.finished]
             written += evaluate_group(cfg, state, pending)
-            if tracker is not None:
-                for cell in group:
-                    tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name),
-                                     predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name))
+            for cell in group if tracker is not None else []:
+                path = record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name)
+                if (existing_record(path) or {}).get("status") == "complete":  # failed cells are not logged
+                    tracker.log_cell(path, predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id,
+                                                            cell.spec.name))
+        ok = not state["failed"]
     finally:
         if tracker is not None:
-            tracker.finish(exit_code=0 if not state["failed"] else 1)
+            tracker.finish(exit_code=0 if ok else 1)
     if state["failed"]:
         raise CellsFailedError(summary(state["failed"], len(cells)))
     return written
