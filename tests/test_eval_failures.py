@@ -6,6 +6,7 @@ predictions, and a rerun only judges."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,22 @@ def test_analysis_skips_failed_cells_with_a_warning(tmp_path, caplog):
     assert {r["adapter"] for r in report["records"]} == {"base", "a/lora_r4_s0", "b/lora_r4_s0"}
     assert any("2 failed cell(s) skipped" in r.message and "c/lora_r4_s0 x imdb (its weights are damaged)" in r.message
                for r in caplog.records)
+
+
+@pytest.mark.slow  # subprocesses: ~20 s
+def test_at_the_entry_points_a_failed_cell_or_damaged_record_ends_in_exit_status_2(tmp_path, tiny_model_cfg):
+    from pipeline import run
+
+    artifacts = tmp_path / "artifacts"
+    for source in ("goat", "imdb"):
+        make_adapter(artifacts / "adapters", tiny_model_cfg, source)
+    DAMAGE["truncated_weights"][0](artifacts / "adapters/tiny_llama/imdb/lora_r4_s0")
+    proc = run("evaluate.py", EVAL, artifacts)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "error: 1 of 3 cells failed" in proc.stderr and "adapter_model.safetensors is damaged" in proc.stderr
+    assert record(artifacts, "base")["status"] == record(artifacts, "goat/lora_r4_s0")["status"] == "complete"
+    truncate(artifacts / "eval/tiny_llama/goat/lora_r4_s0/imdb.predictions.jsonl", 0.4)
+    proc = run("analyze.py", ["model=tiny_llama", "analysis.bootstrap.n_resamples=10"], artifacts)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert re.search(r"error: .*goat/lora_r4_s0/imdb\.predictions\.jsonl:\d+ is damaged", proc.stderr)
+    assert not (artifacts / "reports").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,10 +359,10 @@ def evaluate_group(cfg: DictConfig, state: dict[str, Any], pending: list[Cell]) 
             written.append(evaluate_cell(cfg, state, pending[0]))
     except (ConfigError, OutputWriteError):
         raise
-    except Exception as err:
-        log.exception("Decoding %s failed", ", ".join(f"{c.adapter.id} x {c.spec.name}" for c in pending))
+    except Exception as err:  # its traceback goes into the failed records, for a bug report
         for cell in pending:
-            record_failed_cell(cfg, state, cell, "decoding", f"{type(err).__name__}: {err}")
+            record_failed_cell(cfg, state, cell, "decoding", f"{type(err).__name__}: {err}",
+                               {"traceback": traceback.format_exc(limit=20)})
     return [path for path in written if path is not None]  # None: a cell whose judge failed
 
 
