@@ -329,3 +329,25 @@ def test_a_config_error_at_the_cli_leaves_no_adapter_folder(tmp_path):
                           env={**os.environ, "LATENT_TRAITS_ARTIFACTS": str(tmp_path / "artifacts")})
     assert proc.returncode == 2 and "error: lora.r=100000 is larger than the hidden size" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "artifacts").exists()
+
+
+def test_magicoder_is_scored_and_the_readme_says_so(tmp_path):
+    """The README said evaluating on magicoder is refused; it is scored by code_match."""
+    from latent_traits.config import target_specs
+
+    ((spec, _),) = target_specs(compose_config("evaluate", ["model=tiny_llama", "target_task=[magicoder]"], tmp_path))
+    assert spec.scorer == "code_match" and spec.scorable
+    readme = (REPO / "README.md").read_text()
+    assert "evaluating on it is refused" not in readme and "(no scorer yet)" not in readme
+    assert "Magicoder is scored by `code_match`" in readme
+
+
+def test_an_openai_judge_without_a_key_is_allowed_when_asked_for(tmp_path, monkeypatch):
+    from latent_traits.eval.judge import check_judge_ready
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = compose_config("evaluate", ["model=tiny_llama", "judge=openai", "judge.api_key_env=null"], tmp_path)
+    check_config(cfg)
+    check_judge_ready(OmegaConf.to_container(cfg.judge))  # a local server that needs no key
+    with pytest.raises(LatentTraitsError, match="OPENAI_API_KEY"):
+        check_judge_ready(OmegaConf.to_container(compose_config("evaluate", ["judge=openai"], tmp_path).judge))

@@ -90,6 +90,9 @@ def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any 
     for result_path in sorted(root.glob(f"*/*/{TRAIN_RESULT}")):
         try:
             result = read_json(result_path, fix=retrain_hint(result_path.parent, None))
+            if not isinstance(result, dict):
+                raise CorruptArtifactError(f"{result_path} does not hold a JSON object; "
+                                           f"{retrain_hint(result_path.parent, None)}")
         except CorruptArtifactError as err:
             found.append(Adapter(result_path.parent.relative_to(root).as_posix(), result_path.parent, None, str(err)))
             continue
