@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, compose_config
+from eval_helpers import edit_json, truncate
 from omegaconf import OmegaConf
 
 from latent_traits.config import check_against_model, check_config
@@ -306,6 +307,45 @@ def test_bad_input_is_refused_before_any_work_and_writes_nothing(case, entry, ov
         run_training_job(cfg) if entry == "train" else evaluate_all(cfg)
     assert files_under(artifacts) == before
     assert not (Path(CACHE_DIR) / "models" / "smollm2_135mm").exists()  # no copy converted for a misspelt name
+
+
+# damaged cell files met by analyze.py: an error naming the file and the fix (the choice made: stop,
+# not skip, so that no matrix silently lacks a cell); evaluate.py instead evaluates a damaged record's
+# cell again, and records a damaged adapter's cells as failed (tests/test_eval_failures.py)
+ANALYSIS_DAMAGE = {  # (file under eval/smollm2_135m, how it is damaged, the message must match)
+    "truncated_record": ("a/lora_r4_s0/imdb.json", truncate,
+                         r"a/lora_r4_s0/imdb\.json is damaged \(truncated or edited\?\): not valid JSON .*delete it "
+                         r"and its \.predictions\.jsonl, then rerun the evaluate\.py command"),
+    "metric_not_a_number": ("b/lora_r4_s0/paws.json",
+                            lambda p: edit_json(p, lambda r: r["metrics"].update(accuracy="0.5 (approx)")),
+                            r"b/lora_r4_s0/paws\.json: metrics\.accuracy='0\.5 \(approx\)' is not a number; delete it"),
+    "metrics_missing": ("base/imdb.json", lambda p: edit_json(p, lambda r: r.pop("metrics")),
+                        r"base/imdb\.json lacks the record field 'metrics'"),
+    "record_not_an_object": ("base/paws.json", lambda p: p.write_text("[1, 2]"), r"base/paws\.json is not a cell record"),
+    "truncated_predictions": ("c/lora_r4_s0/imdb.predictions.jsonl", lambda p: truncate(p, 0.6),
+                              r"c/lora_r4_s0/imdb\.predictions\.jsonl:4 is damaged .*not valid JSON.*delete it and its "
+                              r"record \(<task>\.json beside it\)"),
+    "predictions_not_utf8": ("a/lora_r4_s0/paws.predictions.jsonl", lambda p: p.write_bytes(b'{"id": "\xff"}\n'),
+                             r"a/lora_r4_s0/paws\.predictions\.jsonl:1 is damaged .*not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("damage", list(ANALYSIS_DAMAGE))
+def test_analysis_names_a_damaged_record_or_predictions_file_and_the_fix(damage, tmp_path):
+    from eval_helpers import analyse, write_cells
+    from test_analysis import MODEL
+
+    from latent_traits.errors import CorruptArtifactError
+
+    write_cells(tmp_path / "eval")
+    before = files_under(tmp_path)
+    name, damage_it, message = ANALYSIS_DAMAGE[damage]
+    damage_it(tmp_path / "eval" / MODEL / name)
+    damaged = files_under(tmp_path)
+    assert damaged != before
+    with pytest.raises(CorruptArtifactError, match=message):
+        analyse(tmp_path)
+    assert files_under(tmp_path) == damaged  # no report, and the damaged file left as it was
 
 
 def test_eval_adapters_takes_one_id_as_a_string(tmp_path, tiny_model_cfg):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_config
-from eval_helpers import make_adapter
+from eval_helpers import analyse, edit_json, make_adapter, truncate, write_cells
 from test_eval_judge import FakeChatServer, canned
 
 import latent_traits.eval.runner as runner
@@ -21,11 +21,6 @@ from latent_traits.eval.runner import evaluate_all
 pytestmark = pytest.mark.usefixtures("one_thread")
 EVAL = ["model=tiny_llama", "target_task=[imdb]", "eval.n=3", "eval.batch_size=3", "eval.decoding.max_new_tokens_cap=4"]
 GREEDY_MIXED, CELL_BY_CELL = [], ["eval.mixed_adapter_batches=false"]
-
-
-def truncate(path: Path, keep: float = 0.5) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
 
 
 DAMAGE = {  # how an adapter folder gets damaged -> (what the error must name, the fix it must give)
@@ -165,70 +160,7 @@ def test_a_failed_judge_keeps_the_decoded_cells_and_a_rerun_only_judges(tmp_path
     assert all(r["judge_verdict"] in (True, False) for r in rows)
 
 
-# -- analysis reading damaged or failed cells ------------------------------------------------------
-
-def write_cells(eval_dir: Path) -> None:
-    """base + 3 adapters x 2 tasks, each record with a predictions file whose mean is its score."""
-    from test_analysis import MODEL, make_record
-
-    from latent_traits.eval.records import predictions_path, record_path
-    from latent_traits.io import write_json, write_jsonl
-
-    for i, adapter in enumerate(["base", "a/lora_r4_s0", "b/lora_r4_s0", "c/lora_r4_s0"]):
-        for j, task in enumerate(["imdb", "paws"]):
-            correct = [(k + i + j) % 3 == 0 for k in range(6)]
-            write_jsonl(predictions_path(eval_dir, MODEL, adapter, task),
-                        [{"id": f"e{k}", "correct": c} for k, c in enumerate(correct)])
-            write_json(record_path(eval_dir, MODEL, adapter, task), make_record(adapter, task, sum(correct) / 6))
-
-
-def analyse(tmp_path: Path):
-    from test_analysis import MODEL
-
-    from latent_traits.analysis.options import AnalysisOptions, BootstrapOptions, TransferOptions
-    from latent_traits.analysis.run import run_analysis
-
-    options = AnalysisOptions(bootstrap=BootstrapOptions(n_resamples=20), transfer=TransferOptions(enabled=False))
-    return run_analysis(tmp_path / "eval" / MODEL, tmp_path / "report", options, MODEL)
-
-
-def edit_json(path: Path, change) -> None:
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
-
-
-ANALYSIS_DAMAGE = {  # (file under eval/smollm2_135m, how it is damaged, the message must match)
-    "truncated_record": ("a/lora_r4_s0/imdb.json", truncate,
-                         r"a/lora_r4_s0/imdb\.json is damaged \(truncated or edited\?\): not valid JSON .*delete it "
-                         r"and its \.predictions\.jsonl, then rerun the evaluate\.py command"),
-    "metric_not_a_number": ("b/lora_r4_s0/paws.json",
-                            lambda p: edit_json(p, lambda r: r["metrics"].update(accuracy="0.5 (approx)")),
-                            r"b/lora_r4_s0/paws\.json: metrics\.accuracy='0\.5 \(approx\)' is not a number; delete it"),
-    "metrics_missing": ("base/imdb.json", lambda p: edit_json(p, lambda r: r.pop("metrics")),
-                        r"base/imdb\.json lacks the record field 'metrics'"),
-    "record_not_an_object": ("base/paws.json", lambda p: p.write_text("[1, 2]"), r"base/paws\.json is not a cell record"),
-    "truncated_predictions": ("c/lora_r4_s0/imdb.predictions.jsonl", lambda p: truncate(p, 0.6),
-                              r"c/lora_r4_s0/imdb\.predictions\.jsonl:4 is damaged .*not valid JSON.*delete it and its "
-                              r"record \(<task>\.json beside it\)"),
-    "predictions_not_utf8": ("a/lora_r4_s0/paws.predictions.jsonl", lambda p: p.write_bytes(b'{"id": "\xff"}\n'),
-                             r"a/lora_r4_s0/paws\.predictions\.jsonl:1 is damaged .*not UTF-8 text"),
-}
-
-
-@pytest.mark.parametrize("damage", list(ANALYSIS_DAMAGE))
-def test_analysis_names_a_damaged_record_or_predictions_file_and_the_fix(damage, tmp_path):
-    from test_analysis import MODEL
-
-    from latent_traits.errors import CorruptArtifactError
-
-    write_cells(tmp_path / "eval")
-    name, damage_it, message = ANALYSIS_DAMAGE[damage]
-    damage_it(tmp_path / "eval" / MODEL / name)
-    with pytest.raises(CorruptArtifactError, match=message):
-        analyse(tmp_path)
-    assert not (tmp_path / "report").exists()  # nothing written
-
+# -- analysis reading failed cells (damaged ones: the bad-input table in tests/test_bad_inputs.py) -------
 
 def test_analysis_skips_failed_cells_with_a_warning(tmp_path, caplog):
     from test_analysis import MODEL
