@@ -94,6 +94,7 @@ def run_training_job(cfg: DictConfig) -> dict[str, Any] | None:
         # a full disk or an unwritable folder would fail every later job of the sweep the same way
         if cfg.train.fail_fast or not in_multirun() or isinstance(err, OutputWriteError):
             raise
-        log.error("Job %s failed and was recorded in %s; the sweep goes on: %s",
-                  adapter_id(cfg), adapter_dir(cfg) / TRAIN_RESULT, err)
+        where = "not recorded" if isinstance(err, ConfigError | CorruptArtifactError) \
+            else f"recorded in {adapter_dir(cfg) / TRAIN_RESULT}"
+        log.error("Job %s failed (%s); the sweep goes on: %s", adapter_id(cfg), where, err)
         return None
