@@ -301,12 +301,13 @@ def test_bad_input_is_refused_before_any_work_and_writes_nothing(case, entry, ov
     cfg = compose_config(entry, ["model=tiny_llama", "logger=none", *overrides], artifacts)
     if plant is not None:
         plant(cfg)
-    before = files_under(artifacts)
+    typo_copy = Path(CACHE_DIR) / "models" / "smollm2_135mm"  # what the code before the fix converted
+    before, had_typo_copy = files_under(artifacts), typo_copy.exists()
     with pytest.raises(LatentTraitsError, match=message):
         check_config(cfg)  # what the entry points run first
         run_training_job(cfg) if entry == "train" else evaluate_all(cfg)
     assert files_under(artifacts) == before
-    assert not (Path(CACHE_DIR) / "models" / "smollm2_135mm").exists()  # no copy converted for a misspelt name
+    assert typo_copy.exists() == had_typo_copy  # no copy converted for a misspelt judge name
 
 
 # damaged cell files met by analyze.py: an error naming the file and the fix (the choice made: stop,
