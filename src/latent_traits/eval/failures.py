@@ -9,12 +9,19 @@ status 2) listing them, after every other cell is written.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from latent_traits.errors import CorruptArtifactError, LatentTraitsError
-from latent_traits.io import read_json
+from omegaconf import DictConfig
 
+from latent_traits.errors import CorruptArtifactError, LatentTraitsError
+from latent_traits.eval.records import SCHEMA_VERSION, predictions_path, record_path
+from latent_traits.io import provenance, read_json, read_jsonl, write_json
+from latent_traits.redact import redact
+from latent_traits.rerun import cell_command, task_overrides
+
+log = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 STAGES = ("adapter", "decoding", "judge")
@@ -58,3 +65,55 @@ def summary(failed: list[tuple[str, str, str]], n_cells: int) -> str:
     return (f"{len(failed)} of {n_cells} cells failed (recorded with status failed; the others were written): "
             f"{lines}. Fix the cause and rerun the same evaluate.py command: finished cells are skipped, "
             "failed ones evaluated again")
+
+
+def existing_record(path: Path) -> dict[str, Any] | None:
+    """The record at `path`, or None: absent, or damaged (then logged, and the cell evaluated again)."""
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path, fix="evaluating the cell again")
+    except CorruptArtifactError as err:
+        log.warning("%s", err)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def unjudged_record(path: Path, predictions: Path, settings_hash: str) -> dict[str, Any] | None:
+    """A failed record of these settings whose cell was decoded and scored before the judge failed
+    (its predictions kept): a rerun only judges it."""
+    record = existing_record(path)
+    if (not record or record.get("status") != "failed" or record.get("failed_stage") != "judge"
+            or record.get("settings_hash") != settings_hash or not predictions.is_file()):
+        return None
+    return record
+
+
+def record_failed_cell(cfg: DictConfig, state: dict[str, Any], cell: Any, stage: str, error: str,
+                       extra: dict[str, Any] | None = None) -> None:
+    """Write a record with status failed (never over a complete one), with `extra` fields (what a
+    failed judge leaves: the scores; a traceback), and list the cell in state["failed"]."""
+    adapter, spec = cell.adapter, cell.spec
+    state["failed"].append((adapter.id, spec.name, error))
+    log.error("%s x %s failed (%s): %s", adapter.id, spec.name, stage, error)
+    path = record_path(cfg.paths.eval_dir, cfg.model.name, adapter.id, spec.name)
+    previous = existing_record(path)
+    if previous and previous.get("status") == "complete":  # an earlier good result stays
+        return
+    write_json(path, redact({
+        "schema_version": SCHEMA_VERSION, "status": "failed", "failed_stage": stage, "error": error,
+        "model": {"name": cfg.model.name, "source": cfg.model.source},
+        "adapter": {"id": adapter.id, "path": str(adapter.path) if adapter.path else None},
+        "task": spec.to_record(), "data": cell.data_prov, "settings_hash": cell.settings["hash"],
+        "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base),
+        **(extra or {}), **provenance(),
+    }))
+
+
+def decoded_from_record(cfg: DictConfig, cell: Any) -> tuple:
+    """(rows, metrics, primary, n_invalid, seconds) of a cell decoded before its judge failed."""
+    record = cell.unjudged
+    rows = read_jsonl(predictions_path(cfg.paths.eval_dir, cfg.model.name, cell.adapter.id, cell.spec.name),
+                      fix="delete it and its record, then rerun evaluate.py to decode the cell again")
+    log.info("%s x %s: judging the kept predictions of a cell whose judge failed", cell.adapter.id, cell.spec.name)
+    return (rows, record["metrics"], record["primary_metric"], record["n_invalid"], record["timing"]["seconds"])

@@ -26,7 +26,16 @@ from latent_traits.errors import (
 )
 from latent_traits.eval.cells import run_cell, run_cells
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
-from latent_traits.eval.failures import CellsFailedError, adapter_problem, retrain_hint, summary
+from latent_traits.eval.failures import (
+    CellsFailedError,
+    adapter_problem,
+    decoded_from_record,
+    existing_record,
+    record_failed_cell,
+    retrain_hint,
+    summary,
+    unjudged_record,
+)
 from latent_traits.eval.judge import build_judge, check_judge_ready, judge_identity, judge_metrics
 from latent_traits.eval.multi_lora import MixedModel, StackedAdapters, unstackable
 from latent_traits.eval.records import (
@@ -41,7 +50,6 @@ from latent_traits.io import (
     ensure_writable,
     provenance,
     read_json,
-    read_jsonl,
     stable_hash,
     write_json,
     write_jsonl,
@@ -240,31 +248,9 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
     }
 
 
-def existing_record(path: Path) -> dict[str, Any] | None:
-    """The record at `path`, or None: absent, or damaged (then logged, and the cell evaluated again)."""
-    if not path.is_file():
-        return None
-    try:
-        record = read_json(path, fix="evaluating the cell again")
-    except CorruptArtifactError as err:
-        log.warning("%s", err)
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def is_finished(path: Path, settings_hash: str) -> bool:
     record = existing_record(path)
     return bool(record) and record.get("status") == "complete" and record.get("settings_hash") == settings_hash
-
-
-def unjudged_record(path: Path, predictions: Path, settings_hash: str) -> dict[str, Any] | None:
-    """A failed record of these settings whose cell was decoded and scored before the judge failed
-    (its predictions kept): a rerun only judges it."""
-    record = existing_record(path)
-    if (not record or record.get("status") != "failed" or record.get("failed_stage") != "judge"
-            or record.get("settings_hash") != settings_hash or not predictions.is_file()):
-        return None
-    return record
 
 
 def evaluate_all(cfg: DictConfig) -> list[Path]:
@@ -381,35 +367,6 @@ def adapter_loads(cfg: DictConfig, state: dict[str, Any], cell: Cell) -> bool:
             state.pop("resident")  # loaded again, untouched, on next need
         record_failed_cell(cfg, state, cell, "adapter", str(err))
         return False
-
-
-def record_failed_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, stage: str, error: str,
-                       decoded: dict[str, Any] | None = None) -> None:
-    """Write a record with status failed (never over a complete one) and list the cell in state."""
-    adapter, spec = cell.adapter, cell.spec
-    state["failed"].append((adapter.id, spec.name, error))
-    log.error("%s x %s failed (%s): %s", adapter.id, spec.name, stage, error)
-    path = record_path(cfg.paths.eval_dir, cfg.model.name, adapter.id, spec.name)
-    previous = existing_record(path)
-    if previous and previous.get("status") == "complete":  # an earlier good result stays
-        return
-    write_json(path, redact({
-        "schema_version": SCHEMA_VERSION, "status": "failed", "failed_stage": stage, "error": error,
-        "model": {"name": cfg.model.name, "source": cfg.model.source},
-        "adapter": {"id": adapter.id, "path": str(adapter.path) if adapter.path else None},
-        "task": spec.to_record(), "data": cell.data_prov, "settings_hash": cell.settings["hash"],
-        "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base),
-        **(decoded or {}), **provenance(),
-    }))
-
-
-def decoded_from_record(cfg: DictConfig, cell: Cell) -> tuple:
-    """(rows, metrics, primary, n_invalid, seconds) of a cell decoded before its judge failed."""
-    record = cell.unjudged
-    rows = read_jsonl(predictions_path(cfg.paths.eval_dir, cfg.model.name, cell.adapter.id, cell.spec.name),
-                      fix="delete it and its record, then rerun evaluate.py to decode the cell again")
-    log.info("%s x %s: judging the kept predictions of a cell whose judge failed", cell.adapter.id, cell.spec.name)
-    return (rows, record["metrics"], record["primary_metric"], record["n_invalid"], record["timing"]["seconds"])
 
 
 def mixes_adapters(cfg: DictConfig) -> bool:
@@ -562,7 +519,7 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: t
             raise
         except Exception as err:
             write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
-            record_failed_cell(cfg, state, cell, "judge", state["judge_error"], decoded={
+            record_failed_cell(cfg, state, cell, "judge", state["judge_error"], extra={
                 "metrics": metrics, "primary_metric": primary, "n_invalid": n_invalid, "decoding": settings["decoding"],
                 "timing": {"seconds": round(seconds, 3)}})
             log.debug("judge failure", exc_info=err)
