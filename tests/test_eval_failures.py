@@ -28,6 +28,8 @@ DAMAGE = {  # how an adapter folder gets damaged -> (what the error must name, t
     "deleted_adapter_config": (lambda d: (d / "adapter_config.json").unlink(), "adapter_config.json is missing"),
     "truncated_train_result": (lambda d: truncate(d / "train_result.json"), "train_result.json is damaged"),
     "truncated_adapter_config": (lambda d: truncate(d / "adapter_config.json"), "adapter_config.json is damaged"),
+    "trained_for_no_step": (lambda d: edit_json(d / "train_result.json", lambda r: r.update(steps=0)),
+                            "says it trained for 0 steps"),
     # passes the up-front checks, fails inside peft: caught when loading, the base model reloaded clean
     "config_of_another_kind": (lambda d: (d / "adapter_config.json").write_text('{"peft_type": "NOT_A_TYPE"}'),
                                "could not be loaded from"),

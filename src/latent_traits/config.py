@@ -117,7 +117,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "optim.lr": Rule("number", 2e-3, above=0), "optim.weight_decay": Rule("number", 0.0, low=0),
         "optim.warmup_steps": _int(4, 0), "optim.scheduler": Rule("choice", "cosine", choices=("cosine", "constant")),
         # 0 steps would write a "complete" adapter that never trained; -1: no step limit (max_epochs)
-        "trainer.max_steps": _int(16, 1, also=(-1,)), "trainer.max_epochs": _int(4, 1, nullable=True, also=(-1,)), "trainer.accumulate_grad_batches": _int(1, 1),
+        "trainer.max_steps": _int(16, 1, also=(-1,)), "trainer.max_epochs": _int(4, 1, nullable=True, also=(-1,)),
+        "trainer.accumulate_grad_batches": _int(1, 1),
         "train.checkpoint_every_n_steps": _int(8, 1), "train.overwrite": Rule("bool", False),
     },
     "evaluate": {
@@ -181,14 +182,14 @@ def check_against_model(cfg: Any, model: Any) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if context and value and value > context:
             raise ConfigError(f"{key}={value} exceeds the context of model {name} ({context} tokens, "
-                                    f"max_position_embeddings): use {key}={min(context, 2048)} or less")
+                              f"max_position_embeddings): use {key}={min(context, 2048)} or less")
     if cfg.get("task_name") != "train":
         return
     r = OmegaConf.select(cfg, "lora.r", default=None)
     if hidden and r and r > hidden:
         raise ConfigError(f"lora.r={r} is larger than the hidden size of model {name} ({hidden}): a LoRA "
-                                f"update of rank r cannot exceed the smaller side of the matrix it adapts; "
-                                f"use lora.r={min(hidden, 64)} or less")
+                          f"update of rank r cannot exceed the smaller side of the matrix it adapts; "
+                          f"use lora.r={min(hidden, 64)} or less")
     targets = OmegaConf.select(cfg, "lora.target_modules", default=None)
     if isinstance(targets, str) or not targets:
         return
@@ -197,4 +198,4 @@ def check_against_model(cfg: Any, model: Any) -> None:
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
         raise ConfigError(f"lora.target_modules: {missing} not found in model {name}; its linear layers "
-                                f"are {linear}")
+                          f"are {linear}")

@@ -40,6 +40,8 @@ def adapter_problem(path: Path, train_result: dict[str, Any] | None) -> str | No
     """What is wrong with an adapter folder's files (checked before any model loads), or None."""
     config = path / ADAPTER_CONFIG
     weights = path / ADAPTER_WEIGHTS
+    if (train_result or {}).get("steps") == 0:  # trainer.max_steps=0, before it was refused
+        return f"{path / 'train_result.json'} says it trained for 0 steps; {retrain_hint(path, train_result)}"
     if not config.is_file():
         return f"{config} is missing; {retrain_hint(path, train_result)}"
     try:
