@@ -45,3 +45,43 @@ def read_cells(eval_dir: Path) -> dict[str, tuple[dict, list[dict]]]:
         rows = [json.loads(line) for line in path.with_name(path.stem + ".predictions.jsonl").read_text().splitlines()]
         out[f"{record['adapter']['id']}/{record['task']['name']}"] = (record, rows)
     return out
+
+
+# -- damaged artifacts (issue 16) ------------------------------------------------------------------
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def write_cells(eval_dir: Path) -> None:
+    """Records of base + 3 adapters x 2 tasks of the model test_analysis uses, each with a
+    predictions file whose mean correctness is its score."""
+    from test_analysis import MODEL, make_record
+
+    from latent_traits.eval.records import predictions_path, record_path
+    from latent_traits.io import write_jsonl
+
+    for i, adapter in enumerate(["base", "a/lora_r4_s0", "b/lora_r4_s0", "c/lora_r4_s0"]):
+        for j, task in enumerate(["imdb", "paws"]):
+            correct = [(k + i + j) % 3 == 0 for k in range(6)]
+            write_jsonl(predictions_path(eval_dir, MODEL, adapter, task),
+                        [{"id": f"e{k}", "correct": c} for k, c in enumerate(correct)])
+            write_json(record_path(eval_dir, MODEL, adapter, task), make_record(adapter, task, sum(correct) / 6))
+
+
+def analyse(tmp_path: Path) -> Path:
+    """The report of the records under tmp_path/eval (written to tmp_path/report)."""
+    from test_analysis import MODEL
+
+    from latent_traits.analysis.options import AnalysisOptions, BootstrapOptions, TransferOptions
+    from latent_traits.analysis.run import run_analysis
+
+    options = AnalysisOptions(bootstrap=BootstrapOptions(n_resamples=20), transfer=TransferOptions(enabled=False))
+    return run_analysis(tmp_path / "eval" / MODEL, tmp_path / "report", options, MODEL)

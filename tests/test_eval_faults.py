@@ -17,7 +17,7 @@ EVAL = ["model=tiny_llama", "target_task=[imdb,goat]", "eval.n=4", "eval.batch_s
         "eval.decoding.top_p=0.95"]
 
 
-class Killed(Exception):
+class Killed(BaseException):  # a kill, not a cell error (those are recorded and the job goes on)
     pass
 
 

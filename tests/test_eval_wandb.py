@@ -97,13 +97,23 @@ def test_a_failing_job_still_finishes_its_run(offline_wandb, monkeypatch):
     finished = []
     monkeypatch.setattr(EvalWandb, "finish", lambda self, exit_code=0: finished.append(exit_code))
     import latent_traits.eval.runner as runner
+    from latent_traits.eval.failures import CellsFailedError
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed")
 
     monkeypatch.setattr(runner, "run_cell", boom)
     cfg = compose_config("evaluate", [*EVAL, "+eval.allow_base_only=true"], tmp_path)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(CellsFailedError, match="RuntimeError: killed"):  # each cell recorded as failed, then
+        evaluate_all(cfg)
+    assert finished == [1]
+    finished.clear()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_cell", interrupted)
+    with pytest.raises(KeyboardInterrupt):
         evaluate_all(cfg)
     assert finished == [1]
 

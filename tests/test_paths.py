@@ -133,8 +133,9 @@ def test_an_edited_adapter_id_in_train_result_is_refused_naming_the_file(tmp_pat
     result = json.loads(result_path.read_text())
     result["adapter_id"] = "../../outside"
     result_path.write_text(json.dumps(result))
-    with pytest.raises(LatentTraitsError, match=r"train_result\.json names adapter '\.\./\.\./outside' but lies in"):
-        discover_adapters(adapters, tiny_model_cfg["name"])
+    (adapter,) = discover_adapters(adapters, tiny_model_cfg["name"])
+    assert adapter.id == "imdb/lora_r4_s0"  # named by where it lies: its cells stay inside eval/
+    assert "train_result.json names adapter '../../outside' but lies in 'imdb/lora_r4_s0'" in adapter.problem
 
 
 def test_record_paths_stay_inside_the_eval_folder(tmp_path):

@@ -10,7 +10,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from latent_traits.data.catalog import load_task_spec
 from latent_traits.data.spec import TaskSpec
-from latent_traits.errors import LatentTraitsError
+from latent_traits.errors import ConfigError, LatentTraitsError
 from latent_traits.safe_paths import check_adapter_id, check_name
 
 
@@ -79,6 +79,7 @@ class Rule:
     nullable: bool = False
     choices: tuple[str, ...] = ()
     required: bool = True         # False: checked only where the composed config has the key
+    also: tuple[Any, ...] = ()     # special values accepted besides the range (trainer.max_steps=-1)
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -88,11 +89,14 @@ class Rule:
         bounds = [f"{op} {bound}" for op, bound in ((">=", self.low), (">", self.above), ("<=", self.high),
                                                     ("<", self.below)) if bound is not None]
         kind = "an integer" if self.kind == "int" else "a number"
-        return " ".join([kind, " and ".join(bounds)]).strip() + (" (or null)" if self.nullable else "")
+        also = "".join(f" or {_show(v)}" for v in self.also)
+        return " ".join([kind, " and ".join(bounds)]).strip() + also + (" (or null)" if self.nullable else "")
 
     def accepts(self, value: Any) -> bool:
         if value is None:
             return self.nullable
+        if value in self.also and not isinstance(value, bool):
+            return True
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "choice":
@@ -122,7 +126,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "lora.r": _int(8, 1), "lora.lora_alpha": Rule("number", 16, above=0), "lora.lora_dropout": Rule("number", 0.0, low=0, below=1),
         "optim.lr": Rule("number", 2e-3, above=0), "optim.weight_decay": Rule("number", 0.0, low=0),
         "optim.warmup_steps": _int(4, 0), "optim.scheduler": Rule("choice", "cosine", choices=("cosine", "constant")),
-        "trainer.max_steps": _int(16, -1), "trainer.accumulate_grad_batches": _int(1, 1),
+        # 0 steps would write a "complete" adapter that never trained; -1: no step limit (max_epochs)
+        "trainer.max_steps": _int(16, 1, also=(-1,)), "trainer.max_epochs": _int(4, 1, nullable=True, also=(-1,)),
+        "trainer.accumulate_grad_batches": _int(1, 1),
         "train.checkpoint_every_n_steps": _int(8, 1), "train.overwrite": Rule("bool", False),
     },
     "evaluate": {
@@ -202,15 +208,15 @@ def check_against_model(cfg: Any, model: Any) -> None:
     for key in lengths:
         value = OmegaConf.select(cfg, key, default=None)
         if context and value and value > context:
-            raise LatentTraitsError(f"{key}={value} exceeds the context of model {name} ({context} tokens, "
-                                    f"max_position_embeddings): use {key}={min(context, 2048)} or less")
+            raise ConfigError(f"{key}={value} exceeds the context of model {name} ({context} tokens, "
+                              f"max_position_embeddings): use {key}={min(context, 2048)} or less")
     if cfg.get("task_name") != "train":
         return
     r = OmegaConf.select(cfg, "lora.r", default=None)
     if hidden and r and r > hidden:
-        raise LatentTraitsError(f"lora.r={r} is larger than the hidden size of model {name} ({hidden}): a LoRA "
-                                f"update of rank r cannot exceed the smaller side of the matrix it adapts; "
-                                f"use lora.r={min(hidden, 64)} or less")
+        raise ConfigError(f"lora.r={r} is larger than the hidden size of model {name} ({hidden}): a LoRA "
+                          f"update of rank r cannot exceed the smaller side of the matrix it adapts; "
+                          f"use lora.r={min(hidden, 64)} or less")
     targets = OmegaConf.select(cfg, "lora.target_modules", default=None)
     if isinstance(targets, str) or not targets:
         return
@@ -218,5 +224,5 @@ def check_against_model(cfg: Any, model: Any) -> None:
     missing = sorted(set(targets) - present)
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
-        raise LatentTraitsError(f"lora.target_modules: {missing} not found in model {name}; its linear layers "
-                                f"are {linear}")
+        raise ConfigError(f"lora.target_modules: {missing} not found in model {name}; its linear layers "
+                          f"are {linear}")

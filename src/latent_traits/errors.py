@@ -29,6 +29,16 @@ class OutputWriteError(LatentTraitsError):
     """An output could not be written (disk full, unwritable folder); nothing half-written is kept."""
 
 
+class ConfigError(LatentTraitsError):
+    """A config value that cannot work (found once the model or data is known): like check_config's
+    errors it writes nothing, not even a failed train_result.json."""
+
+
+class CorruptArtifactError(LatentTraitsError):
+    """A file the project wrote earlier (a record, a train_result.json, predictions, an adapter) is
+    damaged: the message names it and how to recreate it."""
+
+
 def is_output_error(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in DISK_FULL | NOT_WRITABLE
 

@@ -21,7 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from latent_traits.errors import DISK_FULL, OutputWriteError, is_output_error, output_error
+from latent_traits.errors import (
+    DISK_FULL,
+    CorruptArtifactError,
+    OutputWriteError,
+    is_output_error,
+    output_error,
+)
 
 TRACKED_PACKAGES = (
     "latent-traits", "torch", "transformers", "peft", "lightning", "hydra-core", "omegaconf",
@@ -106,8 +112,10 @@ def process_running(pid: int) -> bool:
 
 
 def ensure_writable(folder: str | os.PathLike) -> None:
-    """Fail at once, before any work, when outputs cannot be written to `folder`."""
+    """Fail at once, before any work, when outputs cannot be written to `folder`. Leaves no trace:
+    folders made for the probe are removed again (a run refused later wrote nothing)."""
     folder = Path(folder)
+    created = [d for d in (folder, *folder.parents) if not d.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
@@ -117,6 +125,8 @@ def ensure_writable(folder: str | os.PathLike) -> None:
         if is_output_error(err):
             raise output_error(folder, err, is_folder=True) from err
         raise
+    finally:
+        remove_empty(created)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -135,13 +145,36 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+RECREATE = "delete it and rerun the command that wrote it"
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_json(path: str | os.PathLike, fix: str = RECREATE) -> Any:
+    """The JSON in `path`; a damaged file (truncated, not UTF-8) raises CorruptArtifactError naming
+    it and `fix` instead of a bare decoding traceback."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise corrupt(path, err, fix) from None
+
+
+def read_jsonl(path: str | os.PathLike, fix: str = RECREATE) -> list[dict]:
+    rows, number = [], 0
+    with open(path, encoding="utf-8") as f:
+        try:
+            for line in f:
+                number += 1
+                if line.strip():
+                    rows.append(json.loads(line))
+        except UnicodeDecodeError as err:
+            raise corrupt(f"{path}:{number + 1}", err, fix) from None
+        except json.JSONDecodeError as err:
+            raise corrupt(f"{path}:{number}", err, fix) from None
+    return rows
+
+
+def corrupt(where: str | os.PathLike, err: Exception, fix: str) -> CorruptArtifactError:
+    cause = f"not valid JSON ({err.msg})" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+    return CorruptArtifactError(f"{where} is damaged (truncated or edited?): {cause}; {fix}")
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

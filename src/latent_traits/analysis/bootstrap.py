@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from latent_traits.eval.records import primary_score
+from latent_traits.eval.records import PREDICTIONS_FIX, primary_score
 from latent_traits.io import read_jsonl
 
 from . import matrix as mx
@@ -56,7 +56,7 @@ class Replicates:
 def read_correct(path: str) -> dict[str, float]:
     """{example id: 1.0 | 0.0} of a predictions file; rows without a verdict are dropped."""
     out = {}
-    for i, row in enumerate(read_jsonl(path)):
+    for i, row in enumerate(read_jsonl(path, fix=PREDICTIONS_FIX)):
         if row.get("correct") is not None:
             out[str(row.get("id", i))] = float(bool(row["correct"]))
     return out

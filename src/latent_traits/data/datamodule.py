@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from latent_traits.data.prompts import encode_prompt, fit_prompt
 from latent_traits.data.spec import TaskSpec
-from latent_traits.errors import LatentTraitsError
+from latent_traits.errors import ConfigError, LatentTraitsError
 from latent_traits.model.fused_loss import IGNORE_INDEX
 from latent_traits.model.padding_free import collate_padding_free
 
@@ -163,6 +163,19 @@ class ResumableDataLoader(DataLoader):
         self.batch_sampler.load_state_dict(state)
 
 
+def refuse_too_short(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_length: int) -> None:
+    """Only the input may be cut to fit data.max_length: refuse a length that cannot hold the
+    instruction, cue and the longest answer (they would be cut, and the example taught nothing)."""
+    if not examples:
+        return
+    fixed = len(encode_prompt(spec, "", tokenizer, None))
+    needed = fixed + max(len(encode_target(e["target"], tokenizer)) for e in examples)
+    if max_length < needed:
+        raise ConfigError(f"data.max_length={max_length} cannot hold task {spec.name}'s instruction, cue and "
+                          f"longest answer ({needed} tokens without any input): use data.max_length={needed} "
+                          "or more (longer inputs are then cut to fit)")
+
+
 class SourceDataModule(L.LightningDataModule):
     def __init__(self, spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, batch_size: int,
                  max_length: int, max_input_tokens: int | None, loss_span: str, seed: int,
@@ -172,6 +185,7 @@ class SourceDataModule(L.LightningDataModule):
         self.spec, self.examples, self.tokenizer = spec, examples, tokenizer
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.padding_free = padding_free  # the model must be switched too: LoRAFineTuner(padding_free=True)
+        refuse_too_short(spec, examples, tokenizer, max_length)
         self.encoded = [
             encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
             for e in examples

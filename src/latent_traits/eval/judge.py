@@ -212,6 +212,42 @@ def build_judge(judge_cfg: Mapping[str, Any] | None, cache_dir: str) -> Judge | 
     return OpenAIJudge(**cfg)
 
 
+def check_judge_ready(judge_cfg: Mapping[str, Any] | None) -> None:
+    """Refuse, before anything is decoded or converted, a judge that cannot run: judge=openai whose
+    key variable is unset, judge=hf naming a model that does not exist."""
+    cfg = dict(judge_cfg or {})
+    backend = cfg.get("backend", "none")
+    if backend == "openai":
+        env = cfg.get("api_key_env")
+        if env and not os.environ.get(env):
+            raise LatentTraitsError(
+                f"judge=openai: the environment variable {env} (judge.api_key_env) is not set, so every cell "
+                f"would be decoded and then fail at the judge {cfg.get('base_url')}; export {env}=<key>, or set "
+                "judge.api_key_env=null for an endpoint that needs no key (e.g. a local vLLM server)")
+    elif backend == "hf":
+        check_model_exists(dict(cfg.get("model") or {}), "judge.model")
+
+
+def check_model_exists(model: dict[str, Any], key: str) -> None:
+    """A model config names a model that is there: an offline GGUF model must be one of conf/model/
+    (its name keys the converted copy in the cache, so a misspelt name would convert another copy),
+    a local one a folder."""
+    from pathlib import Path
+
+    from latent_traits.data.catalog import conf_dir
+
+    name, source = model.get("name"), model.get("source")
+    if source == "offline_gguf":
+        known = sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+        if name not in known:
+            raise LatentTraitsError(f"{key}.name={name}: no such model; the models are {', '.join(known)} "
+                                    f"(conf/model/), e.g. {key}.name=smollm2_135m (a model of your own: add "
+                                    f"conf/model/{name}.yaml)")
+    elif source == "local" and not (Path(str(model.get("path"))) / "config.json").is_file():
+        raise LatentTraitsError(f"{key}.path={model.get('path')}: no model folder there (no config.json); "
+                                f"point {key}.path at a saved Hugging Face model")
+
+
 def judge_identity(judge_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What identifies a judge's verdicts, from its config alone (no model load, no key)."""
     cfg = dict(judge_cfg or {})

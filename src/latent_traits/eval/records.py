@@ -46,12 +46,15 @@ and judge_output (the judge's text, first 4000 characters).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from latent_traits.errors import LatentTraitsError
+from latent_traits.errors import CorruptArtifactError, LatentTraitsError
 from latent_traits.io import read_json
 from latent_traits.safe_paths import check_name, inside
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 BASE_ADAPTER_ID = "base"
@@ -95,11 +98,42 @@ def find_records(eval_dir: str | Path) -> list[Path]:
     )
 
 
+# how to recreate a damaged cell file (io.read_json names the file, this says the fix)
+RECORD_FIX = ("delete it and its .predictions.jsonl, then rerun the evaluate.py command that made it "
+              "(finished cells are skipped, this one is evaluated again)")
+PREDICTIONS_FIX = ("delete it and its record (<task>.json beside it), then rerun the evaluate.py command "
+                   "that made it (finished cells are skipped, this one is evaluated again)")
+
+
 def load_records(eval_dir: str | Path) -> list[dict[str, Any]]:
-    records = []
+    """The complete records under eval_dir. A damaged one (not JSON, or a primary metric that is not
+    a number) raises CorruptArtifactError naming it; failed cells are skipped with a warning."""
+    records, failed = [], []
     for path in find_records(eval_dir):
-        record = read_json(path)
+        record = read_json(path, fix=RECORD_FIX)
+        if not isinstance(record, dict):
+            raise CorruptArtifactError(f"{path} is not a cell record (a JSON object); {RECORD_FIX}")
+        if record.get("status") == "failed":
+            failed.append(f"{(record.get('adapter') or {}).get('id')} x {(record.get('task') or {}).get('name')} "
+                          f"({str(record.get('error'))[:200]})")
         if record.get("schema_version") == SCHEMA_VERSION and record.get("status") == "complete":
+            check_record(path, record)
             record["_path"] = str(path)
             records.append(record)
+    if failed:
+        log.warning("%d failed cell(s) skipped (status failed; a rerun of evaluate.py evaluates them again): %s",
+                    len(failed), "; ".join(failed))
     return records
+
+
+def check_record(path: Path, record: dict[str, Any]) -> None:
+    """The fields analysis reads, with a number (or null: no value) as the primary metric."""
+    try:
+        names = (record["model"]["name"], record["adapter"]["id"], record["task"]["name"])
+        value = record["metrics"][record["primary_metric"]]
+    except (KeyError, TypeError) as err:
+        raise CorruptArtifactError(f"{path} lacks the record field {err}; {RECORD_FIX}") from None
+    if not all(isinstance(n, str) for n in names) or isinstance(value, bool) \
+            or not (value is None or isinstance(value, int | float)):
+        raise CorruptArtifactError(f"{path}: metrics.{record['primary_metric']}={value!r} is not a number; "
+                                   f"{RECORD_FIX}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,25 @@ from omegaconf.errors import OmegaConfBaseException
 from latent_traits.config import check_against_model, target_specs, to_plain
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
-from latent_traits.errors import LatentTraitsError
+from latent_traits.errors import (
+    ConfigError,
+    CorruptArtifactError,
+    LatentTraitsError,
+    OutputWriteError,
+)
 from latent_traits.eval.cells import run_cell, run_cells
 from latent_traits.eval.code import EXECUTION_MODES, SandboxSettings
-from latent_traits.eval.judge import build_judge, judge_identity, judge_metrics
+from latent_traits.eval.failures import (
+    CellsFailedError,
+    adapter_problem,
+    decoded_from_record,
+    existing_record,
+    record_failed_cell,
+    retrain_hint,
+    summary,
+    unjudged_record,
+)
+from latent_traits.eval.judge import build_judge, check_judge_ready, judge_identity, judge_metrics
 from latent_traits.eval.multi_lora import MixedModel, StackedAdapters, unstackable
 from latent_traits.eval.records import (
     BASE_ADAPTER_ID,
@@ -53,6 +69,7 @@ class Adapter:
     id: str
     path: Path | None
     train_result: dict[str, Any] | None
+    problem: str | None = None  # its files are damaged: its cells are recorded as failed
 
     @property
     def is_base(self) -> bool:
@@ -70,14 +87,24 @@ class Cell(NamedTuple):
     data_prov: dict
     settings: dict[str, Any]  # cell_settings, with its "hash"
     finished: bool            # a record with these settings is already on disk
+    unjudged: dict | None = None  # the failed record of a cell decoded before its judge failed
 
 
 def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any = "all") -> list[Adapter]:
-    """Finished adapters of this base model (a train_result.json with status complete)."""
+    """Finished adapters of this base model (a train_result.json with status complete). A damaged
+    one (its train_result.json, config or weights) comes back with its `problem`, so that its
+    cells are recorded as failed and the others still run."""
     root = Path(adapters_dir) / model_name
     found = []
     for result_path in sorted(root.glob(f"*/*/{TRAIN_RESULT}")):
-        result = read_json(result_path)
+        try:
+            result = read_json(result_path, fix=retrain_hint(result_path.parent, None))
+            if not isinstance(result, dict):
+                raise CorruptArtifactError(f"{result_path} does not hold a JSON object; "
+                                           f"{retrain_hint(result_path.parent, None)}")
+        except CorruptArtifactError as err:
+            found.append(Adapter(result_path.parent.relative_to(root).as_posix(), result_path.parent, None, str(err)))
+            continue
         if result.get("status") != "complete":
             continue
         trained_on = result.get("model", {}).get("name")
@@ -87,13 +114,13 @@ def discover_adapters(adapters_dir: str | Path, model_name: str, selection: Any 
                 f"{model_name!r}; evaluate it with model={trained_on}"
             )
         where = result_path.parent.relative_to(root).as_posix()
+        problem = adapter_problem(result_path.parent, result)
         if result.get("adapter_id") != where:  # an edited or moved file: its id would lead elsewhere
-            raise LatentTraitsError(
-                f"{result_path} names adapter {result.get('adapter_id')!r} but lies in {where!r}: the file was "
-                f"edited or moved; move the folder back, or retrain it (python train.py ...)")
-        found.append(Adapter(where, result_path.parent, result))
+            problem = (f"{result_path} names adapter {result.get('adapter_id')!r} but lies in {where!r}: the file "
+                       "was edited or moved; move the folder back, or retrain it (python train.py ...)")
+        found.append(Adapter(where, result_path.parent, result, problem))
     if selection not in (None, "all"):
-        wanted = list(selection)
+        wanted = [selection] if isinstance(selection, str) else list(selection)  # one id, or a list
         unknown = sorted(set(wanted) - {a.id for a in found})
         if unknown:
             raise LatentTraitsError(f"eval.adapters: no finished adapters {unknown} under {root}; "
@@ -108,6 +135,7 @@ class ResidentModel:
     def __init__(self, base_model):
         self.base = base_model
         self.peft = None
+        self.tainted = False  # a failed first adapter load may have changed the base model
 
     @contextlib.contextmanager
     def use(self, adapter: Adapter) -> Iterator[Any]:
@@ -127,12 +155,21 @@ class ResidentModel:
     def load(self, adapter: Adapter) -> str:
         """Load an adapter (once) beside those loaded; its peft name."""
         name = "adapter_" + stable_hash(adapter.id, 8)  # peft names cannot hold '/' or '.'
-        if self.peft is None:
-            from peft import PeftModel
+        first = self.peft is None
+        try:
+            if first:
+                from peft import PeftModel
 
-            self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
-        elif name not in self.peft.peft_config:
-            self.peft.load_adapter(str(adapter.path), adapter_name=name)
+                self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
+            elif name not in self.peft.peft_config:
+                self.peft.load_adapter(str(adapter.path), adapter_name=name)
+        except Exception as err:  # files that passed adapter_problem's checks and still fail
+            if first:  # peft may have changed the base model's layers in place: reload it
+                self.tainted = True
+            elif name in self.peft.peft_config:  # never use a half-loaded adapter later
+                self.peft.delete_adapter(name)
+            raise CorruptArtifactError(f"adapter {adapter.id} could not be loaded from {adapter.path}: {err}; "
+                                       f"{retrain_hint(adapter.path, adapter.train_result)}") from err
         return name
 
     @contextlib.contextmanager
@@ -217,14 +254,14 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
 
 
 def is_finished(path: Path, settings_hash: str) -> bool:
-    if not path.is_file():
-        return False
-    record = read_json(path)
-    return record.get("status") == "complete" and record.get("settings_hash") == settings_hash
+    record = existing_record(path)
+    return bool(record) and record.get("status") == "complete" and record.get("settings_hash") == settings_hash
 
 
 def evaluate_all(cfg: DictConfig) -> list[Path]:
-    """Evaluate the base model and every selected adapter on every target task; return record paths."""
+    """Evaluate the base model and every selected adapter on every target task; return record paths.
+    A cell that fails (a damaged adapter, a decoding or judge error) is recorded as failed and the
+    others go on; the job then ends with CellsFailedError listing them."""
     model_name = cfg.model.name
     if backend_name(cfg.eval) == "vllm":  # fail before any data or model loads
         check_vllm_backend(to_plain(cfg.eval.decoding))
@@ -235,8 +272,11 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
             f"train some first, e.g. `{TRAIN_COMMAND}` (or evaluate the base model alone with "
             "+eval.allow_base_only=true)"
         )
+    selected = target_specs(cfg)
+    if any(judge_settings(cfg, spec) for spec, _ in selected):  # a missing key or model: before any decoding
+        check_judge_ready(to_plain(cfg.judge))
     tasks = []
-    for spec, entry in target_specs(cfg):
+    for spec, entry in selected:
         examples, data_prov = load_examples(
             spec, split=entry.get("split", "test"), n=entry.get("n"), seed=cfg.seed,
             source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,
@@ -252,22 +292,29 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         for spec, examples, data_prov in tasks:
             settings = cell_settings(cfg, adapter, spec, data_prov)
             settings["hash"] = stable_hash(settings)  # computed once; not part of what it hashes
-            finished = is_finished(record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name),
-                                   settings["hash"])
+            path = record_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name)
+            finished = is_finished(path, settings["hash"])
+            unjudged = None if finished else unjudged_record(
+                path, predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), settings["hash"])
             if finished:
                 log.info("Skipping %s x %s: finished with the same settings", adapter.id, spec.name)
             n_pending += not finished
-            cells.append(Cell(adapter, spec, examples, data_prov, settings, finished))
+            cells.append(Cell(adapter, spec, examples, data_prov, settings, finished, unjudged))
     log.info("%d of %d cells to evaluate (%d adapters incl. base x %d tasks)",
              n_pending, len(cells), len(grid), len(tasks))
     if n_pending:
         ensure_writable(Path(cfg.paths.eval_dir) / model_name)  # fail before the model loads
     tracker = eval_tracker(cfg)
     written: list[Path] = []
+    # the model(s) and judge are loaded on first need; failed cells are listed in state["failed"]
+    state: dict[str, Any] = {"adapters": [a for a in adapters if a.problem is None], "failed": []}
     ok = False
     try:
-        state: dict[str, Any] = {"adapters": adapters}  # the model(s) and judge are loaded on first need
-        groups, deferred = cell_groups(cfg, cells), []
+        for cell in cells:  # a damaged adapter: its pending cells fail without loading anything
+            if cell.adapter.problem and not cell.finished:
+                record_failed_cell(cfg, state, cell, "adapter", cell.adapter.problem)
+        groups = cell_groups(cfg, [c for c in cells if not (c.adapter.problem and not c.finished)])
+        deferred: list[list[Cell]] = []
         # groups another process is decoding are left for last, then waited for: never done twice
         for wait, todo in ((False, groups), (True, deferred)):
             for group in todo:
@@ -275,16 +322,18 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
                     if not held:
                         deferred.append(group)
                         continue
-                    written += evaluate_pending(cfg, state, group)
-                if tracker is not None:
-                    for cell in group:
-                        tracker.log_cell(record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name),
-                                         predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id,
-                                                          cell.spec.name))
-        ok = True
+                    written += evaluate_group(cfg, state, still_pending(cfg, group))
+                for cell in group if tracker is not None else []:
+                    path = record_path(cfg.paths.eval_dir, model_name, cell.adapter.id, cell.spec.name)
+                    if (existing_record(path) or {}).get("status") == "complete":  # failed cells are not logged
+                        tracker.log_cell(path, predictions_path(cfg.paths.eval_dir, model_name, cell.adapter.id,
+                                                                cell.spec.name))
+        ok = not state["failed"]
     finally:
         if tracker is not None:
             tracker.finish(exit_code=0 if ok else 1)
+    if state["failed"]:
+        raise CellsFailedError(summary(state["failed"], len(cells)))
     return written
 
 
@@ -292,14 +341,55 @@ def pending_records(cfg: DictConfig, group: list[Cell]) -> list[Path]:
     return [record_path(cfg.paths.eval_dir, cfg.model.name, c.adapter.id, c.spec.name) for c in group if not c.finished]
 
 
-def evaluate_pending(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path]:
-    """Decode the group's unfinished cells, checked again under their locks: another process may
-    have finished some while this one waited."""
-    pending = [c for c in group if not c.finished and not is_finished(
+def still_pending(cfg: DictConfig, group: list[Cell]) -> list[Cell]:
+    """The group's unfinished cells, checked again under their locks: another process may have
+    finished some while this one waited."""
+    return [c for c in group if not c.finished and not is_finished(
         record_path(cfg.paths.eval_dir, cfg.model.name, c.adapter.id, c.spec.name), c.settings["hash"])]
-    if len(pending) > 1:
-        return evaluate_mixed(cfg, state, pending)
-    return [evaluate_cell(cfg, state, pending[0])] if pending else []
+
+
+def evaluate_group(cfg: DictConfig, state: dict[str, Any], pending: list[Cell]) -> list[Path]:
+    """Evaluate a group's pending cells; a cell (or group) that fails is recorded as failed and the
+    job goes on. Config errors, full disks and interrupts still stop the job."""
+    unjudged = [cell for cell in pending if cell.unjudged is not None]
+    pending = [cell for cell in pending if cell.unjudged is None]
+    written: list[Path | None] = []
+    for cell in unjudged:
+        try:
+            written.append(evaluate_cell(cfg, state, cell, decoded=decoded_from_record(cfg, cell)))
+        except (ConfigError, OutputWriteError):
+            raise
+        except Exception as err:  # e.g. its kept predictions are damaged: decode it again next time
+            record_failed_cell(cfg, state, cell, "decoding", f"{type(err).__name__}: {err}")
+    if backend_name(cfg.eval) == "hf" and pending:
+        resident_model(cfg, state)  # the base model: its failure is no cell's, so it stops the job
+        pending = [cell for cell in pending if adapter_loads(cfg, state, cell)]
+    try:
+        if len(pending) > 1:
+            written += evaluate_mixed(cfg, state, pending)
+        elif pending:
+            written.append(evaluate_cell(cfg, state, pending[0]))
+    except (ConfigError, OutputWriteError):
+        raise
+    except Exception as err:  # its traceback goes into the failed records, for a bug report
+        for cell in pending:
+            record_failed_cell(cfg, state, cell, "decoding", f"{type(err).__name__}: {err}",
+                               {"traceback": traceback.format_exc(limit=20)})
+    return [path for path in written if path is not None]  # None: a cell whose judge failed
+
+
+def adapter_loads(cfg: DictConfig, state: dict[str, Any], cell: Cell) -> bool:
+    """Load a cell's adapter into the resident model; one that fails is recorded as a failed cell."""
+    if cell.adapter.is_base:
+        return True
+    try:
+        resident_model(cfg, state).load(cell.adapter)
+        return True
+    except CorruptArtifactError as err:
+        if state["resident"].tainted:
+            state.pop("resident")  # loaded again, untouched, on next need
+        record_failed_cell(cfg, state, cell, "adapter", str(err))
+        return False
 
 
 def mixes_adapters(cfg: DictConfig) -> bool:
@@ -385,6 +475,23 @@ def decode_with_hf(cfg: DictConfig, state: dict[str, Any], adapter: Adapter, spe
         return (*out, time.perf_counter() - started)
 
 
+def judge_rows(cfg: DictConfig, state: dict[str, Any], examples: list[dict], rows: list[dict]) -> list[dict]:
+    """The judge's verdicts on a cell's rows. After a first failure the judge is not called again in
+    this job (each call would wait through its retries): the error is kept in state["judge_error"]."""
+    if state.get("judge_error"):
+        raise LatentTraitsError(state["judge_error"])
+    try:
+        if state.get("judge") is None:
+            state["judge"] = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
+        return state["judge"].judge([{"question": e["input"], "reference": str(e.get("target", "")),
+                                      "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
+    except (ConfigError, OutputWriteError):
+        raise
+    except Exception as err:
+        state["judge_error"] = f"the judge failed ({type(err).__name__}: {err}); the predictions are kept and a rerun only judges"
+        raise
+
+
 def resident_model(cfg: DictConfig, state: dict[str, Any]) -> ResidentModel:
     """The job's one base model, loaded on first need (with its tokenizer in state)."""
     if "resident" not in state:
@@ -398,7 +505,7 @@ def resident_model(cfg: DictConfig, state: dict[str, Any]) -> ResidentModel:
     return state["resident"]
 
 
-def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path]:
+def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) -> list[Path | None]:
     """One task's cells for several adapters, decoded in shared batches; each cell then scored
     and written as evaluate_cell writes it. Each cell's seconds are its share of the group's."""
     adapters = [cell.adapter for cell in group]
@@ -415,9 +522,10 @@ def evaluate_mixed(cfg: DictConfig, state: dict[str, Any], group: list[Cell]) ->
 
 
 def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: tuple | None = None,
-                  batched_cells: int = 1) -> Path:
+                  batched_cells: int = 1) -> Path | None:
     """Evaluate one (adapter or base) x task cell, or score one decoded in a group (`decoded`);
-    write its predictions, then its record."""
+    write its predictions, then its record. When the judge fails, the predictions are kept beside a
+    failed record (a rerun only judges) and None is returned."""
     adapter, spec, examples, data_prov, settings = cell.adapter, cell.spec, cell.examples, cell.data_prov, cell.settings
     model_name = cfg.model.name
     if decoded is not None:
@@ -428,10 +536,17 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: t
         rows, metrics, primary, n_invalid, seconds = decode_with_hf(cfg, state, adapter, spec, examples, settings)
     n_invalid_verdicts = None
     if settings.get("judge"):
-        if state.get("judge") is None:
-            state["judge"] = build_judge(to_plain(cfg.judge), cfg.paths.cache_dir)
-        verdicts = state["judge"].judge([{"question": e["input"], "reference": str(e.get("target", "")),
-                                          "output": r["raw_output"]} for e, r in zip(examples, rows, strict=True)])
+        try:
+            verdicts = judge_rows(cfg, state, examples, rows)
+        except (ConfigError, OutputWriteError):
+            raise
+        except Exception as err:
+            write_jsonl(predictions_path(cfg.paths.eval_dir, model_name, adapter.id, spec.name), rows)
+            record_failed_cell(cfg, state, cell, "judge", state["judge_error"], extra={
+                "metrics": metrics, "primary_metric": primary, "n_invalid": n_invalid, "decoding": settings["decoding"],
+                "timing": {"seconds": round(seconds, 3)}})
+            log.debug("judge failure", exc_info=err)
+            return None
         for row, verdict in zip(rows, verdicts, strict=True):
             row.update(verdict)
         metrics.update(judge_metrics([v["judge_verdict"] for v in verdicts]))

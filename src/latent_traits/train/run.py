@@ -73,7 +73,8 @@ def finished_result(out_dir: Path, settings_hash: str, overwrite: bool) -> dict[
     result_path = out_dir / TRAIN_RESULT
     if overwrite or not result_path.is_file():
         return None
-    result = read_json(result_path)
+    result = read_json(result_path, fix=f"delete the folder {out_dir} and rerun train.py to train that adapter "
+                                        "again (or restore the file from a copy)")
     if result.get("status") != "complete":
         return None
     if result.get("settings_hash") != settings_hash:
@@ -162,6 +163,10 @@ def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
             plugins=checkpoint_plugins(str(cfg.trainer.get("strategy", "auto"))),
         )
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        if trainer.global_step == 0:  # e.g. max_epochs over no batch: never call that adapter complete
+            raise LatentTraitsError(f"training {adapter_id(cfg)} ran no optimizer step (trainer.max_steps="
+                                    f"{cfg.trainer.max_steps}, trainer.max_epochs={cfg.trainer.get('max_epochs')}, "
+                                    f"{len(examples)} examples): give it steps, e.g. trainer.max_steps=16")
         wall_time = time.perf_counter() - started
         result = train_result(cfg, spec, settings, settings_hash, data_provenance, module, trainer,
                               wall_time, resumed_from=resume_from)

@@ -28,6 +28,7 @@ import pandas as pd
 from latent_traits.analysis.matrix import is_base
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
+from latent_traits.eval.records import PREDICTIONS_FIX
 from latent_traits.io import read_jsonl, stable_hash
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class SideContext:
         else:
             path = Path(str(record.get("_path", ""))).with_suffix("")
             path = path.with_name(path.name + ".predictions.jsonl")
-        return read_jsonl(path) if path.is_file() else []
+        return read_jsonl(path, fix=PREDICTIONS_FIX) if path.is_file() else []
 
     def source_examples(self, record: dict[str, Any]) -> list[dict[str, Any]] | None:
         """The adapter's training examples, rebuilt from the settings the adapter recorded
