@@ -372,15 +372,15 @@ def test_a_config_error_at_the_cli_leaves_no_adapter_folder(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "artifacts").exists()
 
 
-def test_magicoder_is_scored_and_the_readme_says_so(tmp_path):
+def test_magicoder_is_scored_and_the_docs_say_so(tmp_path):
     """The README said evaluating on magicoder is refused; it is scored by code_match."""
     from latent_traits.config import target_specs
 
     ((spec, _),) = target_specs(compose_config("evaluate", ["model=tiny_llama", "target_task=[magicoder]"], tmp_path))
     assert spec.scorer == "code_match" and spec.scorable
-    readme = (REPO / "README.md").read_text()
-    assert "evaluating on it is refused" not in readme and "(no scorer yet)" not in readme
-    assert "Magicoder is scored by `code_match`" in readme
+    docs = "".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    assert "evaluating on it is refused" not in docs and "(no scorer yet)" not in docs
+    assert "Magicoder is scored by `code_match`" in (REPO / "docs" / "DATA.md").read_text()
 
 
 def test_an_openai_judge_without_a_key_is_allowed_when_asked_for(tmp_path, monkeypatch):
