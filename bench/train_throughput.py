@@ -127,7 +127,7 @@ class StepTimer:
         self.real_tokens = self.padded_tokens = self.attention_square = 0
 
     def begin(self, batch):
-        from latent_traits.model.padding_free import batch_tokens
+        from latent_traits.data.collate import batch_tokens
 
         self.step += 1
         if self.step == self.warmup + 1:
@@ -159,9 +159,8 @@ def run_framework(args, tokenizer, model, encoded) -> StepTimer:
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from latent_traits.data.datamodule import collate_right_padded
+    from latent_traits.data.collate import collate_padding_free, collate_right_padded
     from latent_traits.model.lora_module import LoRAFineTuner
-    from latent_traits.model.padding_free import collate_padding_free
 
     timer = StepTimer(args.warmup, args.device)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import CACHE_DIR
 
+from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.io import write_json
 from latent_traits.model.factory import load_tokenizer_and_model
-from latent_traits.train import TRAIN_RESULT
 
 
 def make_adapter(adapters_dir: Path, tiny_model_cfg: dict, source: str, seed: int = 0,

@@ -100,8 +100,7 @@ def test_qlora_trains_an_adapter_on_a_4bit_base(tmp_path):
 
 def test_padding_free_batch_matches_the_padded_one_under_bf16_autocast():
     """The per-example SDPA on CUDA kernels: loss and LoRA gradients as the right-padded batch's."""
-    from latent_traits.data.datamodule import collate_right_padded
-    from latent_traits.model.padding_free import collate_padding_free
+    from latent_traits.data.collate import collate_padding_free, collate_right_padded
 
     cfg = compose_config("train", ["model=tiny_llama"]).model
     tokenizer, model = load_tokenizer_and_model(dict(cfg), CACHE_DIR)

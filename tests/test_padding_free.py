@@ -11,12 +11,11 @@ import torch
 from conftest import assert_lora_grads_close, compose_config
 from safetensors.torch import load_file
 
-from latent_traits.data.datamodule import IGNORE_INDEX, collate_right_padded
+from latent_traits.contracts import IGNORE_INDEX
+from latent_traits.data.collate import batch_examples, collate_padding_free, collate_right_padded
 from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import (
     ATTENTION_NAME,
-    batch_examples,
-    collate_padding_free,
     padding_free_unsupported,
     varlen_sdpa_attention,
 )

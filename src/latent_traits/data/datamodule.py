@@ -10,11 +10,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from latent_traits.contracts import IGNORE_INDEX
+from latent_traits.data.collate import collate_padding_free, collate_right_padded
 from latent_traits.data.prompts import encode_prompt, fit_prompt
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import ConfigError, LatentTraitsError
-from latent_traits.model.fused_loss import IGNORE_INDEX
-from latent_traits.model.padding_free import collate_padding_free
 
 log = logging.getLogger(__name__)
 # full: prompt + answer (the authors); response: answer + eos; label: the label (classification)
@@ -71,19 +71,6 @@ def label_token_span(spec: TaskSpec, example: dict[str, Any], tokenizer) -> tupl
     start = len(tokenizer(target[:at], add_special_tokens=False)["input_ids"]) if at else 0
     end = len(tokenizer(target[: at + len(answer)], add_special_tokens=False)["input_ids"])
     return start, max(end, start + 1)
-
-
-def collate_right_padded(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(b["input_ids"]) for b in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, item in enumerate(batch):
-        n = len(item["input_ids"])
-        input_ids[row, :n] = torch.tensor(item["input_ids"])
-        labels[row, :n] = torch.tensor(item["labels"])
-        attention[row, :n] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
 def pack_examples(encoded: list[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:

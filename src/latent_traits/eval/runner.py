@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from latent_traits.config import check_against_model, target_specs, to_plain
+from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import (
@@ -58,7 +59,6 @@ from latent_traits.locks import exclusive_all
 from latent_traits.model.factory import load_tokenizer_and_model, resolve_device
 from latent_traits.redact import redact
 from latent_traits.rerun import CELL_SELECTION, cell_command, task_overrides
-from latent_traits.train import TRAIN_RESULT
 
 log = logging.getLogger(__name__)
 TRAIN_COMMAND = "python train.py -m source_dataset=imdb,goat,gsm8k"

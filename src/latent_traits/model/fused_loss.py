@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-IGNORE_INDEX = -100
+from latent_traits.contracts import IGNORE_INDEX
+
 SEGMENT_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")  # padding-free batches
 # model types whose forward is `logits = lm_head(hidden_states)` with nothing after it (no
 # soft-capping or logit scaling), so the fused loss computes exactly what their forward does

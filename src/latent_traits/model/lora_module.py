@@ -11,9 +11,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
+from latent_traits.data.collate import batch_examples, batch_tokens
 from latent_traits.errors import LatentTraitsError
 from latent_traits.model.fused_loss import causal_lm_loss, fused_loss_unsupported
-from latent_traits.model.padding_free import batch_examples, batch_tokens, enable_padding_free
+from latent_traits.model.padding_free import enable_padding_free
 
 log = logging.getLogger(__name__)
 PEFT_TASK_TYPE = "CAUSAL_LM"

@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
-from latent_traits.model.fused_loss import IGNORE_INDEX
-
 ATTENTION_NAME = "latent_traits_varlen_sdpa"
 # attention implementations that take cu_seq_lens themselves (transformers' flash-attention path)
 NATIVE_VARLEN = frozenset({"flash_attention_2", "flash_attention_3", "flash_attention_4"})
@@ -68,30 +66,3 @@ def enable_padding_free(causal_lm: Any) -> None:
     variable-length kernel)."""
     if causal_lm.config._attn_implementation not in NATIVE_VARLEN:
         causal_lm.set_attn_implementation(ATTENTION_NAME)
-
-
-def collate_padding_free(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
-    """One row of the batch's examples end to end: position ids restart per example, and each
-    example's first label is ignored (in a padded row no position predicts it; here the previous
-    example's last token would)."""
-    lengths = [len(item["input_ids"]) for item in batch]
-    input_ids = torch.tensor([t for item in batch for t in item["input_ids"]], dtype=torch.long)
-    labels = torch.tensor([t for item in batch for t in item["labels"]], dtype=torch.long)
-    starts = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
-    labels[starts[:-1].long()] = IGNORE_INDEX
-    positions = torch.cat([torch.arange(n) for n in lengths])
-    return {"input_ids": input_ids[None], "labels": labels[None], "position_ids": positions[None],
-            "cu_seq_lens_q": starts, "cu_seq_lens_k": starts,
-            "max_length_q": max(lengths), "max_length_k": max(lengths)}
-
-
-def batch_tokens(batch: dict[str, Any]) -> int:
-    """Real (non-padding) tokens of a training batch."""
-    mask = batch.get("attention_mask")
-    return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-
-
-def batch_examples(batch: dict[str, Any]) -> int:
-    """Examples in a training batch: its rows, or a padding-free row's segments."""
-    bounds = batch.get("cu_seq_lens_q")
-    return len(bounds) - 1 if bounds is not None else int(batch["input_ids"].shape[0])

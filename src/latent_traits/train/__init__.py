@@ -1,1 +1,0 @@
-TRAIN_RESULT = "train_result.json"  # written last: its presence marks a finished adapter

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from latent_traits.config import check_against_model, to_plain
+from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.data.datamodule import SourceDataModule
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
@@ -32,7 +33,6 @@ from latent_traits.model.padding_free import padding_free_unsupported
 from latent_traits.redact import redact
 from latent_traits.rerun import task_overrides, train_command
 from latent_traits.safe_paths import check_name, inside
-from latent_traits.train import TRAIN_RESULT
 from latent_traits.train.checkpoints import (
     checkpoint_callbacks,
     checkpoint_dir,
