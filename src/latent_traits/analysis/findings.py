@@ -284,7 +284,7 @@ def wrong_labels_claim(a: Any, margin: float = 0.05) -> Claim:
                  f"correct labels (within +-{margin:.2f})", "mean difference (mislabeled minus correct) of the "
                  "change over the base on the other targets; paired bootstrap; equivalence: the interval inside the "
                  "margin", side_title(a, "ablations", "Ablations"), direction=0)
-    groups = (side_summary(a, "ablations").get("labels") or {}).get("groups") or []  # correct first
+    groups = (side_summary(a, "ablations").get("label_noise") or {}).get("groups") or []
     pairs = [g for g in groups if len(g) == 2]
     if not pairs:
         return replace(base, reason="needs a pair of adapters differing only in label noise (e.g. amazon, amazon_mislabeled)")
