@@ -53,23 +53,13 @@ def html_table(frame: pd.DataFrame, fmt: str = "{:.3f}") -> str:
     header, body = _rows(frame, fmt)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in body
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def slug(title: str) -> str:
-    """A heading's anchor, as GitHub makes it for Markdown and this page sets it in HTML."""
-    kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
-    return kept.strip().replace(" ", "-")
-
-
-LINK = re.compile(r"\[([^\]]+)\]\(#([\w-]+)\)")  # [text](#anchor): a link within the report
-
-
 def _inline(text: str) -> str:
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
-    return LINK.sub(r'<a href="#\2">\1</a>', text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -93,7 +83,7 @@ def to_html(blocks: list[Block], title: str) -> str:
     out = []
     for kind, *args in blocks:
         if kind in ("h1", "h2", "h3"):
-            out.append(f'<{kind} id="{slug(args[0])}">{_inline(args[0])}</{kind}>')
+            out.append(f"<{kind}>{_inline(args[0])}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{_inline(args[0])}</p>")
         elif kind == "list":

@@ -21,7 +21,6 @@ from . import bootstrap as bs
 from . import matrix as mx
 from . import store
 from .errors import AnalysisError, NoRecordsError
-from .findings import Claim, assess
 from .options import AnalysisOptions, BootstrapOptions, PCAOptions, TransferOptions
 from .pca import PCAResult, fit_pca, pca_skip_reason
 from .seeds import seed_table
@@ -66,8 +65,6 @@ class Analysis:
     mixed_versions: dict[str, list[str]] = field(default_factory=dict)
     side: list[SideResult] = field(default_factory=list)  # the selected side analyses, in order
     flat: dict[str, str] = field(default_factory=dict)  # tasks at floor or ceiling: {task: why}
-    replicates: bs.Replicates | None = None  # the bootstrap's resampled matrices, for the findings
-    findings: list[Claim] = field(default_factory=list)  # the study's claims tested on this matrix
 
     @property
     def left_out(self) -> list[str]:
@@ -94,7 +91,6 @@ def _uncertainty(a: Analysis) -> None:
     if reps is None:
         a.bootstrap_note = "no cell has a usable predictions file, so no intervals"
         return
-    a.replicates = reps
     a.intervals = bs.cell_intervals(reps, a.matrix, a.delta)
     if a.pca is not None:
         a.pca_ci = bs.pca_intervals(reps.without(a.left_out), a.pca_matrix, a.pca, a.options.view)
@@ -169,7 +165,6 @@ def analyze_records(
     _transfer(a)
     if o.side:
         a.side = run_selected(SideContext(a), o.side)
-    a.findings = assess(a)
     return a
 
 

@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .findings import findings_table
-
 if TYPE_CHECKING:
     from .run import Analysis
 
@@ -118,14 +116,6 @@ def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> l
               f"{len(a.matrix.index)} rows (base first) x {len(a.matrix.columns)} tasks. "
               f"Scores are each task's primary metric.{ci_text}"),
     ]
-    if a.findings:
-        b += [("h2", "Findings"),
-              ("p", "Each claim of the study, tested on this matrix. Verdicts: holds, contradicted, or "
-                    "inconclusive with what is missing. p-values of the tests are adjusted together by "
-                    "Holm's method (in brackets), which keeps the chance of any false verdict over the whole "
-                    "family at 5%; claims judged by an interval (a band, an equivalence margin) have none. "
-                    "Each claim links to the section with its detail."),
-              ("table", findings_table(a.findings), "{}")]
     if a.stand_in:
         b += [("h2", "Offline stand-in data"),
               ("p", "These cells come from offline stand-in data, not the real datasets:"),
