@@ -143,7 +143,6 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "analyze": {  # the analysis group's files may change: check what is there
         "analysis.n_components": _int(2, 1, nullable=True, required=False),
-        "analysis.floor_ceiling": Rule("choice", "exclude", choices=("exclude", "keep"), required=False),
         "analysis.bootstrap.n_resamples": _int(1000, 0, required=False),
         "analysis.bootstrap.seed": _int(0, 0, required=False),
         "analysis.transfer.k": _int(2, 1, nullable=True, required=False),

@@ -47,11 +47,6 @@ class Replicates:
         alpha = 1.0 - self.level
         return (np.quantile(data, alpha / 2, axis=0), np.quantile(data, 1 - alpha / 2, axis=0))
 
-    def without(self, tasks: list[str]) -> Replicates:
-        """The same replicates without some tasks' columns."""
-        keep = [i for i, task in enumerate(self.has_ci.columns) if task not in set(tasks)]
-        return Replicates(self.values[:, :, keep], self.has_ci.iloc[:, keep], self.level)
-
 
 def read_correct(path: str) -> dict[str, float]:
     """{example id: 1.0 | 0.0} of a predictions file; rows without a verdict are dropped."""

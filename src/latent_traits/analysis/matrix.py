@@ -203,25 +203,3 @@ def stand_in_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return found
-
-
-def flat_columns(matrix: pd.DataFrame, counts: pd.DataFrame) -> dict[str, str]:
-    """Tasks whose every row is within noise of 0 (floor) or of 1 (ceiling): {task: reason}.
-
-    Within noise: by the rule of three, a score of 0 out of n leaves a 95% upper bound of about
-    3/n on the true rate, so a row scoring at most 3/n (at least 1 - 3/n) is indistinguishable
-    from the floor (the ceiling). Such a column carries no signal about the adapters, only
-    noise, and would bend the traits. Scores outside [0, 1] are not rates: never flagged."""
-    flagged = {}
-    for task in matrix.columns:
-        scores, n = matrix[task], counts[task] if task in counts else pd.Series(dtype=float)
-        if scores.isna().any() or n.isna().any() or (n <= 0).any() or ((scores < 0) | (scores > 1)).any():
-            continue
-        bound = 3.0 / n
-        for side, near in (("floor", scores <= bound), ("ceiling", scores >= 1 - bound)):
-            if near.all():
-                flagged[task] = (f"{side}: every row scores {'at most' if side == 'floor' else 'at least'} "
-                                 f"{'3/n' if side == 'floor' else '1 - 3/n'} (n = {int(n.min())}"
-                                 f"{'' if n.nunique() == 1 else f'-{int(n.max())}'}), within noise of "
-                                 f"{0 if side == 'floor' else 1}")
-    return flagged

@@ -40,7 +40,6 @@ class AnalysisOptions:
     center: bool = True
     standardize: bool = False
     missing: str = "error"  # error | drop_rows | drop_columns | impute_mean
-    floor_ceiling: str = "exclude"  # exclude | keep: tasks at floor or ceiling in the PCA
     trait_names: tuple[str, ...] = ()
     allow_mixed_models: bool = False
     allow_mixed_versions: bool = False
@@ -66,8 +65,6 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise AnalysisError(f"analysis.view={self.view!r} is not one of {', '.join(VIEWS)}")
-        if self.floor_ceiling not in ("exclude", "keep"):
-            raise AnalysisError(f"analysis.floor_ceiling={self.floor_ceiling!r} is not one of exclude, keep")
         if self.missing not in mx.MISSING_POLICIES:
             raise AnalysisError(
                 f"analysis.missing={self.missing!r} is not one of {', '.join(mx.MISSING_POLICIES)}"

@@ -117,7 +117,6 @@ def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: l
         ],
         "ignored_records": a.ignored,
         "dropped": a.dropped,
-        "floor_ceiling": {"tasks": a.flat, "left_out_of_traits": a.left_out},
         "n_per_cell": {
             i: {t: _nan_to_none(v) for t, v in row.items()} for i, row in a.counts.iterrows()
         },

@@ -64,22 +64,10 @@ class Analysis:
     transfer_note: str | None = None
     mixed_versions: dict[str, list[str]] = field(default_factory=dict)
     side: list[SideResult] = field(default_factory=list)  # the selected side analyses, in order
-    flat: dict[str, str] = field(default_factory=dict)  # tasks at floor or ceiling: {task: why}
-
-    @property
-    def left_out(self) -> list[str]:
-        """Tasks the traits leave out (at floor or ceiling, with analysis.floor_ceiling=exclude)."""
-        return sorted(self.flat) if self.options.floor_ceiling == "exclude" else []
-
-    @property
-    def pca_matrix(self) -> pd.DataFrame:
-        """The matrix the traits are fitted on: every row, the tasks that carry signal."""
-        return self.matrix.drop(columns=self.left_out)
 
     @property
     def pca_input(self) -> pd.DataFrame:
-        data = self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
-        return data.drop(columns=self.left_out)
+        return self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
 
 
 def _uncertainty(a: Analysis) -> None:
@@ -93,7 +81,7 @@ def _uncertainty(a: Analysis) -> None:
         return
     a.intervals = bs.cell_intervals(reps, a.matrix, a.delta)
     if a.pca is not None:
-        a.pca_ci = bs.pca_intervals(reps.without(a.left_out), a.pca_matrix, a.pca, a.options.view)
+        a.pca_ci = bs.pca_intervals(reps, a.matrix, a.pca, a.options.view)
     without = int((~reps.has_ci).to_numpy().sum())
     if without:
         a.bootstrap_note = f"{without} cell(s) have no predictions to resample (no interval)"
@@ -151,10 +139,6 @@ def analyze_records(
         seeds=seed_table(matrix),
         mixed_versions={t: sorted(v) for t, v in versions.items() if len(v) > 1},
     )
-    a.flat = mx.flat_columns(matrix, a.counts)
-    if a.left_out:
-        log.info("Left out of the traits (analysis.floor_ceiling=keep keeps them): %s",
-                 "; ".join(f"{t}: {a.flat[t]}" for t in a.left_out))
     a.pca_note = pca_skip_reason(a.pca_input, o.center)
     if a.pca_note is None:
         a.pca = fit_pca(a.pca_input, o.n_components, o.center, o.standardize)

@@ -133,11 +133,6 @@ def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> l
           *_figure(figs, "zscores.png", "Each task standardised over the rows shown: which "
                                         "adapters stand out on a task, whatever its scale.")]
     b.append(("h2", "Latent traits (PCA)"))
-    if a.flat:
-        b.append(("p", "Tasks at floor or ceiling " + (
-            "(left out of the traits; analysis.floor_ceiling=keep keeps them):" if a.left_out
-            else "(kept in the traits: analysis.floor_ceiling=keep):")))
-        b.append(("list", [f"{task}: {why}" for task, why in sorted(a.flat.items())]))
     if a.pca is None:
         b.append(("p", f"PCA did not run: {a.pca_note}"))
     else:
