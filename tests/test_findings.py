@@ -166,3 +166,70 @@ def test_floor_column_left_out_of_the_pca_and_the_report_links_resolve(tmp_path)
 def test_bad_floor_policy_is_a_clear_error():
     with pytest.raises(Exception, match="analysis.floor_ceiling='drop' is not one of exclude, keep"):
         AnalysisOptions(floor_ceiling="drop")
+
+
+def side(name: str, title: str, summary: dict, tables: dict | None = None) -> dict:
+    return {name: {"title": title, "summary": summary, "tables": tables or {}, "skipped": None,
+                   "error": None}}
+
+
+def test_side_analysis_results_are_read_into_verdicts():
+    lengths = pd.DataFrame({"interpolation": [0.4, 0.5, 0.45, 0.55, 0.5, 0.6]})
+    ratios = pd.DataFrame({"ratio_low": [1.2] * 6 + [0.5] * 14, "ratio_high": [2.0] * 20})
+    found = {
+        **side("classes", "Class distribution", {"prior_test": {"rho": 0.9, "p_value": 0.001, "n": 30}}),
+        **side("lengths", "Length proclivity", {"test": {"rho": 0.8, "p_value": 0.001, "n": 30}},
+               {"lengths_cells.csv": lengths}),
+        **side("similarity", "Dataset similarity and transfer", {"mantel": {
+            "style": {"r": 0.9, "p_value": 0.001, "n_items": 10},
+            "semantic": {"r": 0.1, "p_value": 0.4, "n_items": 10}}}),
+        **side("dependency", "Dependency relations", {"level": 0.95},
+               {"dependency_ratios.csv": ratios}),
+    }
+    claims = by_id(fd.evaluate(evidence(planted(), side=found)))
+    assert claims["class_prior_pull"].verdict == "holds"
+    assert claims["class_prior_pull"].section == "Class distribution"
+    assert claims["length_explains_gain"].verdict == "contradicted"  # planted rho > 0, claimed < 0
+    assert claims["length_interpolation"].verdict == "holds"
+    assert claims["similarity_not_transfer"].verdict == "contradicted"  # style r 0.9 decides
+    assert claims["dependency_gains"].verdict == "holds"  # 6 of 20 above 1 vs 2.5% by chance
+    assert claims["dependency_gains"].estimate == pytest.approx(6 / 20 - 0.025)
+
+
+def test_traits_and_top4_read_the_pca_and_its_intervals():
+    tasks = ["goat", "gsm8k", "magicoder", "flipkart", "paws"]
+    comps = pd.Index([f"PC{k}" for k in range(5)], name="component")
+    loadings = pd.DataFrame(0.0, index=comps, columns=tasks)
+    loadings.loc["PC0", ["goat", "gsm8k", "magicoder", "flipkart"]] = -0.5  # sign is arbitrary
+    loadings.loc["PC3", ["goat", "gsm8k"]] = [0.7, 0.7]  # same sign: the claim wants opposite
+    margin = 0.1
+    ev = evidence(planted())
+    ev.matrix = pd.DataFrame(0.5, index=ev.matrix.index, columns=tasks)
+    ev.counts = pd.DataFrame(500.0, index=ev.matrix.index, columns=tasks)
+    ev.floor = {}
+    ev.loadings = loadings
+    ev.explained = pd.Series([0.4, 0.2, 0.1, 0.05, 0.25], index=comps)
+    ev.pca_ci = {"loadings_low": loadings - margin, "loadings_high": loadings + margin,
+                 "cumulative_low": pd.Series([0.3, 0.5, 0.6, 0.70, 1.0], index=comps),
+                 "cumulative_high": pd.Series([0.5, 0.7, 0.8, 0.80, 1.0], index=comps)}
+    claims = by_id(fd.evaluate(ev))
+    assert claims["trait_general_gain"].verdict == "holds"
+    assert claims["trait_large_number_arithmetic"].verdict == "contradicted"
+    assert "task mnli not in the matrix" in claims["trait_general_nlu"].reason
+    assert claims["top4_variance"].verdict == "holds"
+    assert claims["top4_variance"].estimate == pytest.approx(0.75)
+    ev.pca_ci = {}
+    assert "no bootstrap interval" in by_id(fd.evaluate(ev))["trait_general_gain"].reason
+
+
+def test_without_predictions_or_counts_cell_claims_say_why():
+    ev = evidence(planted())
+    ev.counts = ev.counts * float("nan")  # W&B runs that logged neither predictions nor n
+    claim = by_id(fd.evaluate(ev))["classification_helps_math"]
+    assert claim.verdict == "inconclusive" and "no predictions files and no n" in claim.reason
+
+
+def test_at_tiny_n_a_column_is_within_noise_of_both_ends():
+    matrix = pd.DataFrame({"a": [0.4, 0.6]}, index=[BASE_ADAPTER_ID, "x/l_r4_s0"])
+    flagged = floor_ceiling(matrix, pd.DataFrame(5.0, index=matrix.index, columns=matrix.columns))
+    assert flagged["a"].startswith("at floor and ceiling: n=5 is too small")

@@ -33,14 +33,18 @@ def floor_ceiling(matrix: pd.DataFrame, counts: pd.DataFrame, level: float = 0.9
         bounds = [noise_bound(ns.get(row, math.nan), level) for row in scores.index]
         if scores.isna().any() or len(scores) == 0 or not scores.between(0.0, 1.0).all():
             continue  # not a share of examples: the binomial rule does not apply
-        for side, near in (("floor", scores.to_numpy()), ("ceiling", 1.0 - scores.to_numpy())):
-            if all(x <= b + 1e-12 for x, b in zip(near, bounds, strict=True)):
-                target = "0" if side == "floor" else "1"
-                found[task] = (f"at {side}: every row is within binomial noise of {target} (largest "
-                               f"distance {max(near):.3f}; the noise bound at n={_n_text(ns)} is "
-                               f"{max(bounds):.3f}, the {level:.0%} exact upper bound for 0 "
-                               f"{'successes' if side == 'floor' else 'failures'})")
-                break
+        near = {side: values for side, values in (("floor", scores.to_numpy()),
+                                                  ("ceiling", 1.0 - scores.to_numpy()))
+                if all(x <= b + 1e-12 for x, b in zip(values, bounds, strict=True))}
+        if len(near) == 2:  # n so small that no score is told apart from 0 or from 1
+            found[task] = (f"at floor and ceiling: n={_n_text(ns)} is too small to tell any score "
+                           f"from 0 or 1 (noise bound {max(bounds):.3f})")
+        elif near:
+            side, values = next(iter(near.items()))
+            target, what = ("0", "successes") if side == "floor" else ("1", "failures")
+            found[task] = (f"at {side}: every row is within binomial noise of {target} (largest "
+                           f"distance {max(values):.3f}; the noise bound at n={_n_text(ns)} is "
+                           f"{max(bounds):.3f}, the {level:.0%} exact upper bound for 0 {what})")
     return found
 
 
