@@ -230,6 +230,6 @@ def test_without_predictions_or_counts_cell_claims_say_why():
 
 
 def test_at_tiny_n_a_column_is_within_noise_of_both_ends():
-    matrix = pd.DataFrame({"a": [0.4, 0.6]}, index=[BASE_ADAPTER_ID, "x/l_r4_s0"])
+    matrix = pd.DataFrame({"a": [0.5, 0.52]}, index=[BASE_ADAPTER_ID, "x/l_r4_s0"])
     flagged = floor_ceiling(matrix, pd.DataFrame(5.0, index=matrix.index, columns=matrix.columns))
     assert flagged["a"].startswith("at floor and ceiling: n=5 is too small")
