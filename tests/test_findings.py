@@ -233,3 +233,25 @@ def test_at_tiny_n_a_column_is_within_noise_of_both_ends():
     matrix = pd.DataFrame({"a": [0.5, 0.52]}, index=[BASE_ADAPTER_ID, "x/l_r4_s0"])
     flagged = floor_ceiling(matrix, pd.DataFrame(5.0, index=matrix.index, columns=matrix.columns))
     assert flagged["a"].startswith("at floor and ceiling: n=5 is too small")
+
+
+def test_bootstrap_replicates_give_the_paired_interval_and_a_broken_claim_stays_contained(monkeypatch):
+    import numpy as np
+
+    matrix = planted()
+    ev = evidence(matrix)
+    rng = np.random.default_rng(0)
+    ev.replicates = matrix.to_numpy()[None] + rng.normal(0, 0.01, size=(400, *matrix.shape))
+    ev.has_ci = pd.DataFrame(True, index=matrix.index, columns=matrix.columns)
+    claim = by_id(fd.evaluate(ev))["magicoder_beats_goat"]
+    rows = list(matrix.index)
+    diff = ev.replicates[:, rows.index(row("magicoder")), 2] - ev.replicates[:, rows.index(row("goat")), 2]
+    assert claim.ci == pytest.approx((np.quantile(diff, 0.025), np.quantile(diff, 0.975)))
+
+    def broken(_):
+        raise ValueError("odd matrix")
+
+    monkeypatch.setattr(fd, "CLAIMS", [("x", "X.", "t", "Ablations", broken), *fd.CLAIMS[1:]])
+    claims = by_id(fd.evaluate(ev))
+    assert claims["x"].verdict == "inconclusive" and "ValueError: odd matrix" in claims["x"].reason
+    assert claims["classification_helps_math"].verdict == "holds"

@@ -17,6 +17,7 @@ standard error as 1 / sqrt(n)).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from .matrix import base_of
 from .render import anchor
 from .side._stats import holm
 
+log = logging.getLogger(__name__)
 VERDICTS = ("holds", "contradicted", "inconclusive")
 POWER = 0.8
 EQUIVALENCE_MARGIN = 0.03  # wrong vs right labels: "about the same" = within 3 points
@@ -509,9 +511,18 @@ def _judge(d: Draft, p_holm: float | None, alpha: float, m: int) -> tuple[str, s
     return "inconclusive", f"not significant after Holm (p={p_holm:.3g})" + _sample_size(d, alpha, m)
 
 
+def _draft(fn: Any, ev: Evidence, cid: str) -> Draft:
+    """One claim's draft; a claim whose test fails on odd input says so and the rest go on."""
+    try:
+        return fn(ev)
+    except Exception as error:  # noqa: BLE001 - one claim must not stop the report
+        log.exception("Finding %s could not be tested", cid)
+        return Draft(missing=f"the test failed on this matrix ({type(error).__name__}: {error})")
+
+
 def evaluate(ev: Evidence) -> list[Claim]:
     """Every claim of the study, judged on this evidence; p-values Holm-adjusted together."""
-    drafts = [(cid, text, test, section, fn(ev)) for cid, text, test, section, fn in CLAIMS]
+    drafts = [(cid, text, test, section, _draft(fn, ev, cid)) for cid, text, test, section, fn in CLAIMS]
     tested = [i for i, (*_, d) in enumerate(drafts) if d.missing is None and d.p is not None]
     adjusted = dict(zip(tested, holm([drafts[i][4].p for i in tested]), strict=True)) if tested else {}
     m = max(len(tested), 1)
