@@ -275,7 +275,7 @@ def _correlation(test: Mapping[str, Any] | None, direction: int, level: float, u
 def _side(ev: Evidence, name: str) -> tuple[Mapping[str, Any] | None, str | None]:
     found = ev.side.get(name)
     if found is None:
-        return None, f"the {name} side analysis was not selected (analysis={name})"
+        return None, f"the {name} side analysis was not selected (add it: `analysis=[pca,...,{name}]`)"
     if found.get("skipped") or found.get("error"):
         return None, f"the {name} side analysis did not run: {found.get('skipped') or found.get('error')}"
     return found, None
@@ -480,7 +480,9 @@ def _sample_size(d: Draft, alpha: float, m: int) -> str:
         ratio = (need * d.se / abs(d.estimate)) ** 2
     if ratio > 100:
         return "; the effect is too small to decide at any feasible size (over 100x this n)"
-    return f"; needs n≈{math.ceil(d.n * ratio):,} {d.unit}"
+    against = d.direction != 0 and d.band is None and math.copysign(1, d.estimate) != d.direction
+    return (f"; needs n≈{math.ceil(d.n * ratio):,} {d.unit}"
+            + (" (to tell whether the opposite sign seen here is real)" if against else ""))
 
 
 def _judge(d: Draft, p_holm: float | None, alpha: float, m: int) -> tuple[str, str]:
