@@ -557,7 +557,7 @@ def table(claims: Sequence[Claim]) -> pd.DataFrame:
         if c.ci is not None:
             est += f" [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]"
         verdict = c.verdict if c.verdict != "inconclusive" else f"inconclusive: {c.reason}"
-        rows.append({"claim": c.id, "statement": c.statement, "estimate [CI]": est,
+        rows.append({"claim": c.statement, "estimate [CI]": est,
                      "verdict": verdict, "detail": f"[{c.section}](#{anchor(c.section)})" if c.section else "-"})
     return pd.DataFrame(rows).set_index("claim")
 
