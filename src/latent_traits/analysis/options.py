@@ -9,6 +9,7 @@ from typing import Any
 
 from . import matrix as mx
 from .errors import AnalysisError
+from .floors import POLICIES as FLOOR_POLICIES
 from .side.registry import selected
 
 VIEWS = ("delta", "raw")
@@ -41,6 +42,7 @@ class AnalysisOptions:
     standardize: bool = False
     missing: str = "error"  # error | drop_rows | drop_columns | impute_mean
     trait_names: tuple[str, ...] = ()
+    floor_ceiling: str = "exclude"  # exclude | keep: tasks at floor/ceiling in the PCA (floors.py)
     allow_mixed_models: bool = False
     allow_mixed_versions: bool = False
     bootstrap: BootstrapOptions = field(default_factory=BootstrapOptions)
@@ -65,6 +67,9 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise AnalysisError(f"analysis.view={self.view!r} is not one of {', '.join(VIEWS)}")
+        if self.floor_ceiling not in FLOOR_POLICIES:
+            raise AnalysisError(f"analysis.floor_ceiling={self.floor_ceiling!r} is not one of "
+                                f"{', '.join(FLOOR_POLICIES)}")
         if self.missing not in mx.MISSING_POLICIES:
             raise AnalysisError(
                 f"analysis.missing={self.missing!r} is not one of {', '.join(mx.MISSING_POLICIES)}"

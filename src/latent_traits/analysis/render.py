@@ -53,13 +53,22 @@ def html_table(frame: pd.DataFrame, fmt: str = "{:.3f}") -> str:
     header, body = _rows(frame, fmt)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body
+        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in body
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def anchor(title: str) -> str:
+    """A heading's anchor: lowercase, punctuation dropped, spaces to hyphens (GitHub's rule, so
+    `[text](#anchor)` links work in report.md as in report.html)."""
+    kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
+
+
 def _inline(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
+    """Escaped text with `code` spans and in-page links [text](#anchor)."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
+    return re.sub(r"\[([^\]]+)\]\(#([\w-]+)\)", r'<a href="#\2">\1</a>', out)
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -83,7 +92,7 @@ def to_html(blocks: list[Block], title: str) -> str:
     out = []
     for kind, *args in blocks:
         if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{_inline(args[0])}</{kind}>")
+            out.append(f'<{kind} id="{anchor(args[0])}">{_inline(args[0])}</{kind}>')
         elif kind == "p":
             out.append(f"<p>{_inline(args[0])}</p>")
         elif kind == "list":

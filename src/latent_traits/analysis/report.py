@@ -88,6 +88,8 @@ def tables(a: Analysis) -> dict[str, pd.DataFrame]:
         out["transfer_predictions.csv"] = a.transfer_predictions.set_index("adapter")
     for side in a.side:
         out.update(side.tables)
+    if a.findings:
+        out["findings.csv"] = pd.DataFrame([asdict(c) for c in a.findings]).set_index("id")
     return out
 
 
@@ -137,6 +139,10 @@ def report_json(a: Analysis, meta: dict[str, Any], config: dict | None, files: l
             "k": a.transfer_k, "overall": a.transfer.loc["overall"].to_dict()},
         "transfer_note": a.transfer_note,
         "pca_skipped": a.pca_note,
+        "floor_ceiling": {"policy": a.options.floor_ceiling, "tasks": a.floor_ceiling,
+                          "excluded_from_pca": a.excluded},
+        "findings": [{k: _nan_to_none(v) for k, v in asdict(c).items()} for c in a.findings],
+        "findings_fwer": "Holm over the claims' p-values at 1 - analysis.bootstrap.level",
         "side_analyses": {
             s.name: {"title": s.title, "skipped": s.skipped, "error": s.error,
                      "seconds": s.seconds, "options": dict(a.options.side.get(s.name, {})),

@@ -18,9 +18,11 @@ from latent_traits.eval.records import find_records
 from latent_traits.safe_paths import check_replaceable
 
 from . import bootstrap as bs
+from . import findings as fd
 from . import matrix as mx
 from . import store
 from .errors import AnalysisError, NoRecordsError
+from .floors import floor_ceiling
 from .options import AnalysisOptions, BootstrapOptions, PCAOptions, TransferOptions
 from .pca import PCAResult, fit_pca, pca_skip_reason
 from .seeds import seed_table
@@ -64,10 +66,19 @@ class Analysis:
     transfer_note: str | None = None
     mixed_versions: dict[str, list[str]] = field(default_factory=dict)
     side: list[SideResult] = field(default_factory=list)  # the selected side analyses, in order
+    floor_ceiling: dict[str, str] = field(default_factory=dict)  # task -> why at floor/ceiling
+    replicates: bs.Replicates | None = None
+    findings: list[fd.Claim] = field(default_factory=list)
+
+    @property
+    def excluded(self) -> list[str]:
+        """Tasks left out of the PCA (at floor or ceiling, analysis.floor_ceiling=exclude)."""
+        return list(self.floor_ceiling) if self.options.floor_ceiling == "exclude" else []
 
     @property
     def pca_input(self) -> pd.DataFrame:
-        return self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
+        data = self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
+        return data.drop(columns=self.excluded)
 
 
 def _uncertainty(a: Analysis) -> None:
@@ -79,9 +90,12 @@ def _uncertainty(a: Analysis) -> None:
     if reps is None:
         a.bootstrap_note = "no cell has a usable predictions file, so no intervals"
         return
+    a.replicates = reps
     a.intervals = bs.cell_intervals(reps, a.matrix, a.delta)
     if a.pca is not None:
-        a.pca_ci = bs.pca_intervals(reps, a.matrix, a.pca, a.options.view)
+        kept = [list(a.matrix.columns).index(t) for t in a.pca_input.columns]
+        used = bs.Replicates(reps.values[:, :, kept], reps.has_ci.iloc[:, kept], reps.level)
+        a.pca_ci = bs.pca_intervals(used, a.matrix.iloc[:, kept], a.pca, a.options.view)
     without = int((~reps.has_ci).to_numpy().sum())
     if without:
         a.bootstrap_note = f"{without} cell(s) have no predictions to resample (no interval)"
@@ -139,7 +153,9 @@ def analyze_records(
         seeds=seed_table(matrix),
         mixed_versions={t: sorted(v) for t, v in versions.items() if len(v) > 1},
     )
-    a.pca_note = pca_skip_reason(a.pca_input, o.center)
+    a.floor_ceiling = floor_ceiling(matrix, a.counts, o.bootstrap.level)
+    a.pca_note = ("every task is at floor or ceiling (analysis.floor_ceiling=exclude)"
+                  if a.pca_input.shape[1] == 0 else pca_skip_reason(a.pca_input, o.center))
     if a.pca_note is None:
         a.pca = fit_pca(a.pca_input, o.n_components, o.center, o.standardize)
         a.traits, a.traits_given = trait_names(a.pca.loadings, task_tags(cells), o.trait_names)
@@ -149,7 +165,35 @@ def analyze_records(
     _transfer(a)
     if o.side:
         a.side = run_selected(SideContext(a), o.side)
+    a.findings = fd.evaluate(evidence(a))
     return a
+
+
+def evidence(a: Analysis) -> fd.Evidence:
+    """What the findings engine reads from the analysis (nothing is recomputed)."""
+    sources = {}
+    for r in a.cells:
+        row = r.get("_row", r["adapter"]["id"])
+        if mx.is_base(row) or row in sources:
+            continue
+        source = (r["adapter"].get("train_config") or {}).get("source_dataset") or {}
+        task = source.get("task") or {}  # without settings (W&B): the adapter's source name
+        name = task.get("name") or r["adapter"].get("source_dataset")
+        column = next((c["task"] for c in a.cells if c["task"]["name"] == name), {})
+        sources[row] = {"name": source.get("name") or r["adapter"].get("source_dataset"), "task": name,
+                        "type": task.get("type") or column.get("type"),
+                        "tags": list(task.get("tags") or column.get("tags") or [])}
+    types = {r["task"]["name"]: r["task"].get("type") for r in a.cells}
+    return fd.Evidence(
+        matrix=a.matrix, delta=a.delta, counts=a.counts, level=a.options.bootstrap.level,
+        replicates=None if a.replicates is None else a.replicates.values,
+        has_ci=None if a.replicates is None else a.replicates.has_ci,
+        explained=None if a.pca is None else a.pca.explained_variance_ratio,
+        loadings=None if a.pca is None else a.pca.loadings, pca_ci=a.pca_ci, pca_note=a.pca_note,
+        pca_tasks=list(a.pca_input.columns), floor=a.floor_ceiling, sources=sources,
+        task_tags=task_tags(a.cells), task_types=types,
+        side={s.name: {"title": s.title, "summary": s.summary, "tables": s.tables,
+                       "skipped": s.skipped, "error": s.error} for s in a.side})
 
 
 def no_records_message(records_dir: str | Path) -> str:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .findings import table as findings_table
+
 if TYPE_CHECKING:
     from .run import Analysis
 
@@ -98,6 +100,9 @@ def _notes(a: Analysis) -> list[str]:
     notes += [f"task {t} mixes versions {', '.join(v)} (analysis.allow_mixed_versions=true)"
               for t, v in a.mixed_versions.items()]
     notes += [f"ignored older duplicate `{p}`" for p in a.ignored]
+    what = ("left out of the PCA (analysis.floor_ceiling=exclude)" if a.excluded
+            else "kept in the PCA (analysis.floor_ceiling=keep)")
+    notes += [f"task {t} {why}; {what}" for t, why in a.floor_ceiling.items()]
     return notes
 
 
@@ -116,6 +121,7 @@ def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> l
               f"{len(a.matrix.index)} rows (base first) x {len(a.matrix.columns)} tasks. "
               f"Scores are each task's primary metric.{ci_text}"),
     ]
+    b += findings_blocks(a)
     if a.stand_in:
         b += [("h2", "Offline stand-in data"),
               ("p", "These cells come from offline stand-in data, not the real datasets:"),
@@ -166,6 +172,27 @@ def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> l
               *_figure(figs, "transfer.png", "Held-out RMSE per task.")]
     b += [("h2", "Examples per cell"), ("table", a.counts, "{:.0f}")]
     return b + side_blocks(a)
+
+
+def findings_blocks(a: Analysis) -> list[tuple]:
+    """The study's claims on this matrix: a compact table, then each claim's test and reason."""
+    if not a.findings:
+        return []
+    level = a.options.bootstrap.level
+    counts = {v: sum(c.verdict == v for c in a.findings) for v in ("holds", "contradicted", "inconclusive")}
+    tested = sum(c.p_holm is not None for c in a.findings)
+    return [
+        ("h2", "Findings"),
+        ("p", f"Each claim of the study tested on this matrix ({counts['holds']} hold, "
+              f"{counts['contradicted']} contradicted, {counts['inconclusive']} inconclusive). "
+              f"Estimates with {level:.0%} intervals. Family-wise error: the p-values of the "
+              f"{tested} claim(s) that have one are Holm-adjusted together and judged at "
+              f"{1 - level:.2g}; band claims are judged by their interval. Rules: docs/FINDINGS.md."),
+        ("table", findings_table(a.findings), "{}"),
+        ("list", [f"`{c.id}`: {c.statement} Test: {c.test}"
+                  + (f"; p={c.p:.3g}, Holm p={c.p_holm:.3g}" if c.p_holm is not None else "")
+                  + f". Verdict: {c.verdict} ({c.reason})." for c in a.findings]),
+    ]
 
 
 def side_blocks(a: Analysis) -> list[tuple]:
