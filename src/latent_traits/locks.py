@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from latent_traits.errors import is_output_error, output_error
 from latent_traits.io import remove_empty
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,12 @@ def exclusive(target: Path, what: str, wait: bool = True) -> Iterator[bool]:
     and another process holds it. Blocking waits say so in the log once."""
     path = lock_path(target)
     created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _try_open_locked(path, wait=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _try_open_locked(path, wait=False)
+    except OSError as err:  # a full disk, a read-only folder, a file in the way: named, with the fix
+        remove_empty(created)
+        raise (output_error(path.parent, err, is_folder=True) if is_output_error(err) else err) from err
     if fd is None and wait:
         log.info("Waiting for another process that is working on %s (lock %s)", what, path)
         fd = _try_open_locked(path, wait=True)
