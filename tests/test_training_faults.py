@@ -215,3 +215,13 @@ def test_removing_checkpoints_keeps_a_file_someone_else_put_there(tmp_path, monk
     (folder / "notes.txt").write_text("mine")
     train_adapter(cfg)  # resumes, finishes and cleans up its checkpoints
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_a_folder_of_someone_elses_where_the_adapter_goes_is_refused_not_replaced(tmp_path):
+    cfg = compose_config("train", RESUMABLE, artifacts=tmp_path)
+    folder = adapter_dir(cfg)
+    folder.mkdir(parents=True)
+    (folder / "notes.md").write_text("mine")
+    with pytest.raises(LatentTraitsError, match=r"the adapter folder .*lora_r8_s0 holds files latent-traits did not write \(notes\.md\).*tag=<name>"):
+        train_adapter(cfg)
+    assert [p.name for p in folder.iterdir()] == ["notes.md"]

@@ -56,24 +56,26 @@ def mark_owned(folder: Path) -> None:
     (folder / MARKER).write_text("written by latent-traits: this folder may be replaced by its next run\n")
 
 
-def check_replaceable(folder: str | os.PathLike, key: str, written: Iterable[str] = ()) -> None:
+def check_replaceable(folder: str | os.PathLike, key: str, written: Iterable[str] = (), fix: str = "") -> None:
     """A folder the project will replace must be absent, empty, or its own: marked, and holding
     nothing but what its previous run wrote (`written`, read from that run's manifest). A user's
     file put into it is not deleted: the run is refused instead."""
     folder = Path(folder)
+    named = f"{key} {folder}" if " " in key else f"{key}={folder}"  # a description, or a config key
+    fix = fix or f"choose another {key}"
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise LatentTraitsError(f"{key}={folder} is a file or a link, not a folder latent-traits wrote; "
-                                f"choose another {key}")
+        raise LatentTraitsError(f"{named} is a file or a link, not a folder latent-traits wrote; "
+                                f"{fix}")
     entries = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
     if not entries:
         return
     written = set(written)
     if MARKER not in entries and not written:  # a report of an earlier version has its list only
         raise LatentTraitsError(
-            f"{key}={folder} is a folder that latent-traits did not write (no {MARKER} in it); writing "
-            f"there would replace its contents: choose an empty or new folder for {key}")
+            f"{named} is a folder that latent-traits did not write (no {MARKER} in it); writing "
+            f"there would replace its contents: {fix}")
     foreign = sorted(entries - written - {MARKER})
     if foreign:
         raise LatentTraitsError(
-            f"{key}={folder} holds files latent-traits did not write ({', '.join(foreign[:5])}); "
-            f"writing there would delete them: move them out, or choose another {key}")
+            f"{named} holds files latent-traits did not write ({', '.join(foreign[:5])}); "
+            f"writing there would delete them: move them out, or {fix}")

@@ -32,7 +32,7 @@ from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import padding_free_unsupported
 from latent_traits.redact import redact
 from latent_traits.rerun import task_overrides, train_command
-from latent_traits.safe_paths import check_name, inside
+from latent_traits.safe_paths import check_name, check_replaceable, inside
 from latent_traits.train.checkpoints import (
     checkpoint_callbacks,
     checkpoint_dir,
@@ -42,6 +42,8 @@ from latent_traits.train.checkpoints import (
 )
 
 log = logging.getLogger(__name__)
+# what an adapter folder holds (peft's files and the result), so a rerun may replace it
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", TRAIN_RESULT)
 
 
 def adapter_id(cfg: DictConfig) -> str:
@@ -120,6 +122,8 @@ def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
     if done is not None:
         log.info("Skipping %s: a finished adapter with the same settings exists", out_dir)
         return done
+    # the finished adapter replaces this folder whole: only one of this project's own
+    check_replaceable(out_dir, "the adapter folder", ADAPTER_FILES, fix="train this adapter under another tag=<name>")
     ensure_writable(out_dir.parent)  # the adapter and its checkpoints go here: fail before any work
 
     spec = TaskSpec.from_config(cfg.source_dataset.task)
