@@ -144,3 +144,17 @@ def test_record_paths_stay_inside_the_eval_folder(tmp_path):
     for adapter, task in (("../x", "imdb"), ("imdb/../../x", "imdb"), ("a/b/c", "imdb"), ("base", "../x")):
         with pytest.raises(LatentTraitsError):
             record_path(tmp_path, "m", adapter, task)
+
+
+def test_evaluation_refuses_a_test_split_that_could_hold_an_adapters_training_data(tmp_path, tiny_model_cfg):
+    from latent_traits.eval.runner import evaluate_all
+
+    path = make_adapter(tmp_path / "adapters", tiny_model_cfg, "imdb")
+    result = json.loads((path / "train_result.json").read_text())
+    result["settings"]["data"] = {"source": "offline", "test_fraction": 0.3}
+    (path / "train_result.json").write_text(json.dumps(result))
+    moved = compose_config("evaluate", ["model=tiny_llama", "target_task=[imdb]", "data.test_fraction=0.5"], tmp_path)
+    with pytest.raises(LatentTraitsError, match=r"trained with data\.test_fraction=0\.3 .*evaluating with "
+                                                r"data\.test_fraction=0\.5.*evaluate with data\.test_fraction=0\.3"):
+        evaluate_all(moved)
+    assert not (tmp_path / "eval").exists()

@@ -253,6 +253,22 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
     }
 
 
+def check_same_split(cfg: DictConfig, adapters: list[Adapter]) -> None:
+    """Offline pools and single local files are split into train and test by a hash of each id and
+    data.test_fraction: evaluating with another fraction than an adapter trained with would put some
+    of its training examples into the test split. Refused, naming both settings."""
+    source, fraction = cfg.data.source, float(cfg.data.test_fraction)
+    for adapter in adapters:
+        trained = ((adapter.train_result or {}).get("settings") or {}).get("data") or {}
+        if trained.get("source") != source or source not in ("offline", "local") \
+                or trained.get("test_fraction") is None or float(trained["test_fraction"]) == fraction:
+            continue
+        raise LatentTraitsError(
+            f"adapter {adapter.id} was trained with data.test_fraction={trained['test_fraction']} "
+            f"(data.source={source}); evaluating with data.test_fraction={fraction} would put some of its "
+            f"training examples into the test split: evaluate with data.test_fraction={trained['test_fraction']}")
+
+
 def is_finished(path: Path, settings_hash: str) -> bool:
     record = existing_record(path)
     return bool(record) and record.get("status") == "complete" and record.get("settings_hash") == settings_hash
@@ -266,6 +282,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
     if backend_name(cfg.eval) == "vllm":  # fail before any data or model loads
         check_vllm_backend(to_plain(cfg.eval.decoding))
     adapters = discover_adapters(cfg.paths.adapters_dir, model_name, cfg.eval.adapters)
+    check_same_split(cfg, adapters)
     if not adapters and not cfg.eval.get("allow_base_only", False):
         raise LatentTraitsError(
             f"no trained adapters for model {model_name!r} under {Path(cfg.paths.adapters_dir) / model_name}; "
