@@ -7,6 +7,8 @@ import ast
 import base64
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -324,3 +326,28 @@ def test_a_judge_echoing_the_key_and_url_credentials_leave_no_trace(tmp_path):
     assert any(p.parent.name == ".hydra" for p in tmp_path.rglob("*") if p.is_file())
     for secret in (key, password):
         assert files_containing(tmp_path, secret) == [] and secret not in proc.stdout + proc.stderr
+
+
+def test_a_hydra_multirun_with_url_credentials_writes_and_logs_none(tmp_path):
+    """A real Hydra multirun on the project's hydra config: every file written (.hydra/*.yaml,
+    multirun.yaml, the job's log) and the console are free of the password, which Hydra's
+    launcher logs (escaped) among each job's overrides."""
+    password = "pw-" + os.urandom(6).hex()
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import logging, hydra\n"
+        f"@hydra.main(config_path={str(REPO / 'conf')!r}, config_name='analyze', version_base='1.3')\n"
+        "def main(cfg):\n"
+        "    logging.getLogger('app').info('judge at %s', cfg.url)\n"
+        "main()\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(app), "-m", f"+url=http://alice:{password}@h:1/v1", "model=tiny_llama",
+         f"hydra.sweep.dir={out}", f"paths.artifacts_dir={tmp_path / 'artifacts'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = {p.name for p in out.rglob("*") if p.is_file()}
+    assert {"multirun.yaml", "overrides.yaml", "config.yaml", "app.log"} <= written, written
+    assert password not in proc.stdout + proc.stderr
+    assert files_containing(out, password) == []
+    assert f"judge at http://{REDACTED}@h:1/v1" in (out / "0" / "app.log").read_text()

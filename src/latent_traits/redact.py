@@ -33,7 +33,8 @@ SECRET_VALUE = re.compile(
     r"\b(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}"
     r"|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})")
 ASSIGNMENT = re.compile(r"([\w.@/+~-]+)=([^,\s'\"]+)")  # key=value, as in Hydra overrides
-URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")  # scheme://user:password@host
+# scheme://user:password@host (Hydra's launcher log escapes it as scheme\://user\:password@host)
+URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*\\?://)[^/\s@'\"<>]+@")
 MIN_SECRET_CHARS = 8  # shorter environment values ("1", "true") would redact ordinary text
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
@@ -155,31 +156,22 @@ except ImportError:  # hydra is a dependency; this keeps the helpers importable 
 
 
 class RedactingFilter(logging.Filter):
-    """A log handler filter: each record's text redacted before any handler writes it."""
+    """A log handler filter: each record's text redacted before the handler writes it (conf/hydra
+    puts it on every handler of Hydra's and the job's logging; Hydra's launcher logs each job's
+    overrides, a judge URL's user:password included)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact_text(record.getMessage()), ()
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
         return True
 
 
-def redact_log_handlers() -> None:
-    """Every handler of the root logger (console, Hydra's job log) redacts what it writes."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
-
-
 class RedactSecrets(Callback):
-    """Hydra callback: redact the config files Hydra wrote before the job started, and the log."""
-
-    def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        redact_log_handlers()
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        redact_log_handlers()  # the launcher logs each job's overrides
+    """Hydra callback: redact the config files Hydra wrote before the job started."""
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        redact_log_handlers()  # Hydra configures the job's handlers just before
         hydra_cfg = config.get("hydra") if hasattr(config, "get") else None
         if hydra_cfg is None:
             return
