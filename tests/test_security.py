@@ -231,6 +231,12 @@ def files_containing(root: Path, needle: str) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
 
 
+def openai_judge(url: str) -> list[str]:
+    """evaluate.py overrides: the OpenAI-compatible judge at `url`, its key in LT_TEST_JUDGE_KEY, on goat."""
+    return ["judge=openai", f"judge.base_url={url}", "judge.model=j", "judge.max_retries=1",
+            "judge.api_key_env=LT_TEST_JUDGE_KEY", "eval.judge_tasks=[goat]"]
+
+
 @pytest.mark.slow
 def test_no_key_lands_in_any_file_after_train_evaluate_analyze(tmp_path):
     """A judge key in the environment is used but stored nowhere; one typed into the config is
@@ -249,8 +255,7 @@ def test_no_key_lands_in_any_file_after_train_evaluate_analyze(tmp_path):
                                 "data.batch_size=4"], tmp_path, artifacts)
         assert proc.returncode == 0, proc.stderr[-3000:]
         with FakeChatServer(canned) as server:
-            judge = ["judge=openai", f"judge.base_url={server.url}", "judge.model=j", "judge.max_retries=1",
-                     "judge.api_key_env=LT_TEST_JUDGE_KEY", "eval.judge_tasks=[goat]"]
+            judge = openai_judge(server.url)
             proc = run("evaluate.py", [*tiny, *judge, "eval.n=3", "target_task=[goat,imdb]",
                                        "eval.decoding.max_new_tokens_cap=4"], tmp_path, artifacts)
             assert proc.returncode == 0, proc.stderr[-3000:]
@@ -313,8 +318,7 @@ def test_a_judge_echoing_the_key_and_url_credentials_leave_no_trace(tmp_path):
         echo = lambda body: f"Headers: Authorization: Bearer {key}\n<answer>yes</answer>"  # noqa: E731
         with FakeChatServer(echo) as server:
             url = server.url.replace("http://", f"http://judge:{password}@")
-            judge = ["judge=openai", f"judge.base_url={url}", "judge.model=j", "judge.max_retries=1",
-                     "judge.api_key_env=LT_TEST_JUDGE_KEY", "eval.judge_tasks=[goat]"]
+            judge = openai_judge(url)
             proc = run("evaluate.py", [*tiny, *judge, "eval.n=2", "target_task=[goat]",
                                        "eval.decoding.max_new_tokens_cap=4"], tmp_path, artifacts)
         assert proc.returncode == 0, proc.stderr[-3000:]
