@@ -196,6 +196,17 @@ def test_side_analysis_results_are_read_into_verdicts():
     assert claims["dependency_gains"].estimate == pytest.approx(6 / 20 - 0.025)
 
 
+def test_dependency_gains_on_a_math_target_at_floor_are_inconclusive():
+    """On a matrix where gsm8k is 0 in every row (the demo's), relation ratios over zero successes
+    say nothing: the claim names the floor column instead of a verdict."""
+    matrix = planted()
+    matrix["gsm8k"] = 0.0
+    ratios = pd.DataFrame({"task": ["gsm8k"] * 20, "ratio_low": [1.2] * 20, "ratio_high": [2.0] * 20})
+    found = side("dependency", "Dependency relations", {"level": 0.95}, {"dependency_ratios.csv": ratios})
+    claim = by_id(fd.evaluate(evidence(matrix, side=found)))["dependency_gains"]
+    assert claim.verdict == "inconclusive" and "at floor or ceiling (gsm8k)" in claim.reason
+
+
 def test_traits_and_top4_read_the_pca_and_its_intervals():
     tasks = ["goat", "gsm8k", "magicoder", "flipkart", "paws"]
     comps = pd.Index([f"PC{k}" for k in range(5)], name="component")

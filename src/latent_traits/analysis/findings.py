@@ -405,6 +405,11 @@ def dependency_gains(ev: Evidence) -> Draft:
         return Draft(missing=why)
     table = found["tables"].get("dependency_ratios.csv")
     level = float(found["summary"].get("level", ev.level))
+    if table is not None and "task" in table.columns:  # a target at floor has no gains to locate
+        at_floor = sorted(set(table["task"]) & set(ev.floor))
+        table = table[~table["task"].isin(ev.floor)]
+        if table.empty and at_floor:
+            return Draft(missing=f"the math targets are at floor or ceiling ({', '.join(at_floor)})")
     if table is None or table["ratio_low"].dropna().empty:
         return Draft(missing="no relation ratio with an interval")
     finite = table.dropna(subset=["ratio_low", "ratio_high"])
