@@ -258,7 +258,7 @@ JOB_CASES = [  # (case, entry, overrides, plant (a function of the config) or No
      r"trainer\.max_epochs=0: must be an integer >= 1 or -1 \(or null\)"),
     ("max_length_too_short_for_the_cue", "train", [*TINY_TRAIN, "data.max_length=8"], None,
      r"data\.max_length=8 cannot hold task imdb's instruction, cue and longest answer \(\d+ tokens without any "
-     r"input\): use data\.max_length=\d+ or more"),
+     r"input; 4 of 4 examples do not fit\): use data\.max_length=\d+ or more .*or data\.overlong=drop"),
     ("lora_r_beyond_hidden_size", "train", [*TINY_TRAIN, "lora.r=100000"], None,
      r"lora\.r=100000 is larger than the hidden size of model tiny_llama \(64\).*use lora\.r=64 or less"),
     ("lora_target_module_absent", "train", [*TINY_TRAIN, "lora.target_modules=[q_proj,qkv]"], None,

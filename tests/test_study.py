@@ -18,7 +18,7 @@ from latent_traits.preflight import check_group_options
 SOURCES = ["amazon", "amazon_mislabeled", "flipkart_balanced", "flipkart_imbalanced", "goat", "imdb", "magicoder",
            "metamathqa", "mnli", "mnli_nums", "paws", "pile"]
 TARGETS = ["amazon", "flipkart", "goat", "gsm8k", "imdb", "magicoder", "mnli", "mnli_nums", "paws", "pile"]
-GENERATION_N = {"goat": 40, "gsm8k": 40, "magicoder": 40}
+GENERATION_N = {"goat": 32, "gsm8k": 32, "magicoder": 32}
 
 
 def test_the_study_trains_every_source_and_variant(tmp_path):
@@ -37,7 +37,38 @@ def test_the_study_evaluates_every_target_at_its_size(tmp_path):
     assert sorted(chosen) == TARGETS
     assert chosen == {t: GENERATION_N.get(t, 200) for t in TARGETS}
     narrowed = compose_config("evaluate", ["experiment=study", "eval.tasks=[goat]"], tmp_path)
-    assert [(s.name, e["n"]) for s, e in target_specs(narrowed)] == [("goat", 40)]
+    assert [(s.name, e["n"]) for s, e in target_specs(narrowed)] == [("goat", 32)]
+
+
+def test_the_study_names_its_tasks_also_inside_the_running_hydra_app(tmp_path):
+    """evaluate.py composes each eval.tasks spec while its own Hydra app holds the global
+    instance (this once failed: 'GlobalHydra is already initialized'); the app's is kept."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    cfg = compose_config("evaluate", ["experiment=study"], tmp_path)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        running = GlobalHydra.instance().hydra
+        assert [spec.name for spec, _ in target_specs(cfg)] == TARGETS
+        assert GlobalHydra.instance().hydra is running
+        assert compose(config_name="evaluate").task_name == "evaluate"  # the app's search path still works
+
+
+def test_every_study_source_fits_its_max_length_as_the_preset_says(tmp_path, tiny_tokenizer_and_model):
+    """Sources whose answers exceed data.max_length (magicoder's whole code solutions) are left
+    out by data.overlong=drop, never cut; the others keep every example."""
+    from latent_traits.data.datamodule import fit_answers
+
+    tokenizer = tiny_tokenizer_and_model[0]
+    dropped = {}
+    for source in SOURCES:
+        cfg = compose_config("train", ["experiment=study", f"source_dataset={source}"], tmp_path)
+        spec = TaskSpec.from_config(cfg.source_dataset.task)
+        examples, _ = load_examples(spec, "train", n=cfg.source_dataset.n, seed=0,
+                                    transforms=to_plain(cfg.source_dataset.get("transforms")))
+        kept, dropped[source] = fit_answers(spec, examples, tokenizer, cfg.data.max_length, cfg.data.overlong)
+        assert len(kept) >= cfg.trainer.max_steps * cfg.data.batch_size / 2, source  # each kept example seen at most twice
+    assert [s for s, n in dropped.items() if n] == ["magicoder"]
 
 
 def test_the_study_analyses_its_own_records(tmp_path):

@@ -268,3 +268,32 @@ def test_rank_sweep_writes_distinct_adapters(trained, artifacts):
         rank_dim = 0 if "lora_A" in key else 1
         assert r4[key].shape[rank_dim] == 4 and r8[key].shape[rank_dim] == 8
     assert result["settings_hash"] != read_json(r8_dir / TRAIN_RESULT)["settings_hash"]
+
+
+def test_overlong_answers_are_refused_or_dropped_and_counted(tokenizer, tmp_path):
+    """Only the input is ever cut: with data.overlong=drop the examples whose answer does not fit
+    are left out, and the adapter's record counts them and hashes only what it trained on."""
+    from latent_traits.data.datamodule import answer_fits
+    from latent_traits.data.load import load_examples
+
+    cfg = compose_config("train", TRAIN_OVERRIDES, artifacts=tmp_path)
+    spec = TaskSpec.from_config(cfg.source_dataset.task)
+    examples, _ = load_examples(spec, "train", n=8, seed=0)
+    needed = sorted(len(encode_prompt(spec, "", tokenizer, None)) + len(encode_target(e["target"], tokenizer))
+                    for e in examples)
+    max_length = needed[len(needed) // 2]  # about half the answers fit
+    expected_kept = sum(answer_fits(spec, tokenizer, max_length)(e) for e in examples)
+    assert 0 < expected_kept < 8
+    with pytest.raises(LatentTraitsError, match=rf"{8 - expected_kept} of 8 examples do not fit.*data\.overlong=drop"):
+        train_adapter(compose_config("train", [*TRAIN_OVERRIDES, f"data.max_length={max_length}"], artifacts=tmp_path))
+    result = train_adapter(compose_config(
+        "train", [*TRAIN_OVERRIDES, f"data.max_length={max_length}", "data.overlong=drop"], artifacts=tmp_path))
+    assert result["data"]["n"] == expected_kept and result["data"]["dropped_overlong"] == 8 - expected_kept
+    assert result["settings"]["data"]["overlong"] == "drop"
+
+
+def test_the_default_overlong_setting_leaves_the_settings_hash_as_before():
+    from latent_traits.train.run import training_settings
+
+    cfg = compose_config("train", TRAIN_OVERRIDES)
+    assert "overlong" not in training_settings(cfg)["data"]  # adapters trained before the option stay done

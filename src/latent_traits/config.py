@@ -123,6 +123,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "data.num_workers": _int(0, 0), "data.group_by_length": Rule("bool", False), "data.packing": Rule("bool", False),
         "data.padding_free": Rule("bool", True),
         "data.loss_span": Rule("choice", "response", choices=("full", "response", "label", "all_but_label")),
+        "data.overlong": Rule("choice", "refuse", choices=("refuse", "drop")),
         "lora.r": _int(8, 1), "lora.lora_alpha": Rule("number", 16, above=0), "lora.lora_dropout": Rule("number", 0.0, low=0, below=1),
         "optim.lr": Rule("number", 2e-3, above=0), "optim.weight_decay": Rule("number", 0.0, low=0),
         "optim.warmup_steps": _int(4, 0), "optim.scheduler": Rule("choice", "cosine", choices=("cosine", "constant")),

@@ -33,13 +33,23 @@ def task_roles(name: str, conf: Path | None = None) -> list[str]:
 
 
 def load_task_spec(name: str, conf: Path | None = None) -> TaskSpec:
-    """Compose conf/tasks/<name>.yaml (its defaults list included) into a TaskSpec."""
+    """Compose conf/tasks/<name>.yaml (its defaults list included) into a TaskSpec; also from
+    inside a running Hydra app (evaluate.py with eval.tasks, analyze.py's side analyses)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     conf = conf or conf_dir()
     known = task_names(conf)
     if name not in known:
         raise LatentTraitsError(f"unknown task {name!r}; known tasks: {known}")
-    with initialize_config_dir(config_dir=str(conf.resolve()), version_base="1.3"):
-        cfg = compose(config_name=f"tasks/{name}")
+    # Hydra holds one global instance: a running app's is set aside for this compose, then restored
+    running = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf.resolve()), version_base="1.3"):
+            cfg = compose(config_name=f"tasks/{name}")
+    finally:
+        GlobalHydra.instance().clear()
+        if running is not None:
+            GlobalHydra.instance().initialize(running)
     return TaskSpec.from_config(cfg.tasks)

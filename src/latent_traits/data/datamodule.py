@@ -150,17 +150,32 @@ class ResumableDataLoader(DataLoader):
         self.batch_sampler.load_state_dict(state)
 
 
-def refuse_too_short(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_length: int) -> None:
-    """Only the input may be cut to fit data.max_length: refuse a length that cannot hold the
-    instruction, cue and the longest answer (they would be cut, and the example taught nothing)."""
-    if not examples:
-        return
+def answer_fits(spec: TaskSpec, tokenizer, max_length: int):
+    """A test: do an example's instruction, cue and answer fit in max_length tokens (with no input)?"""
     fixed = len(encode_prompt(spec, "", tokenizer, None))
-    needed = fixed + max(len(encode_target(e["target"], tokenizer)) for e in examples)
-    if max_length < needed:
+    return lambda example: fixed + len(encode_target(example["target"], tokenizer)) <= max_length
+
+
+def fit_answers(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_length: int,
+                overlong: str = "refuse") -> tuple[list[dict[str, Any]], int]:
+    """Only the input may be cut to fit data.max_length, never the instruction, cue or answer
+    (the example would teach nothing). An example whose answer does not fit is refused
+    (overlong=refuse) or left out (overlong=drop); returns the examples kept and how many were left out."""
+    fits = answer_fits(spec, tokenizer, max_length)
+    kept = [e for e in examples if fits(e)]
+    if len(kept) == len(examples):
+        return examples, 0
+    if overlong != "drop" or not kept:
+        fixed = len(encode_prompt(spec, "", tokenizer, None))
+        needed = fixed + max(len(encode_target(e["target"], tokenizer)) for e in examples)
         raise ConfigError(f"data.max_length={max_length} cannot hold task {spec.name}'s instruction, cue and "
-                          f"longest answer ({needed} tokens without any input): use data.max_length={needed} "
-                          "or more (longer inputs are then cut to fit)")
+                          f"longest answer ({needed} tokens without any input; {len(examples) - len(kept)} of "
+                          f"{len(examples)} examples do not fit): use data.max_length={needed} or more (longer "
+                          "inputs are then cut to fit), or data.overlong=drop to leave those examples out")
+    log.warning("%s: %d of %d training examples left out (data.overlong=drop): their instruction, cue and "
+                "answer are longer than data.max_length=%d tokens", spec.name, len(examples) - len(kept),
+                len(examples), max_length)
+    return kept, len(examples) - len(kept)
 
 
 class SourceDataModule(L.LightningDataModule):
@@ -172,7 +187,7 @@ class SourceDataModule(L.LightningDataModule):
         self.spec, self.examples, self.tokenizer = spec, examples, tokenizer
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.padding_free = padding_free  # the model must be switched too: LoRAFineTuner(padding_free=True)
-        refuse_too_short(spec, examples, tokenizer, max_length)
+        fit_answers(spec, examples, tokenizer, max_length)  # refuses; train_unlocked drops first if asked
         self.encoded = [
             encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
             for e in examples

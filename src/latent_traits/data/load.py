@@ -272,11 +272,18 @@ def load_examples(
         "source": origin,
         "stand_in": source == "offline" and spec.stand_in,
         "split": split,
-        "n": len(examples),
         "seed": seed,
         "transforms": transform_report,
+        **describe_examples(spec, examples),
+    }
+    return examples, provenance
+
+
+def describe_examples(spec: TaskSpec, examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The provenance fields that depend on which examples were taken: n, hash, class distribution."""
+    return {
+        "n": len(examples),
         "hash": stable_hash([(e["id"], e["input"], e["target"]) for e in examples]),
         "class_distribution": dict(sorted(Counter(e["label"] for e in examples).items()))
         if spec.is_classification else None,
     }
-    return examples, provenance

@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 
 from latent_traits.config import check_against_model, to_plain
 from latent_traits.contracts import TRAIN_RESULT
-from latent_traits.data.datamodule import SourceDataModule
-from latent_traits.data.load import load_examples
+from latent_traits.data.datamodule import SourceDataModule, fit_answers
+from latent_traits.data.load import describe_examples, load_examples
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import (
@@ -62,9 +62,12 @@ def adapter_dir(cfg: DictConfig) -> Path:
 def training_settings(cfg: DictConfig) -> dict[str, Any]:
     """Everything that changes the trained weights; its hash decides whether a job is done."""
     trainer = to_plain(cfg.trainer)
+    data = to_plain(cfg.data)
+    if data.get("overlong") == "refuse":  # the default changes no weights: adapters trained before it stay done
+        data.pop("overlong")
     return {
         "model": to_plain(cfg.model), "source_dataset": to_plain(cfg.source_dataset),
-        "lora": to_plain(cfg.lora), "optim": to_plain(cfg.optim), "data": to_plain(cfg.data),
+        "lora": to_plain(cfg.lora), "optim": to_plain(cfg.optim), "data": data,
         "seed": cfg.seed, "fused_loss": bool(cfg.train.get("fused_loss", True)),
         "trainer": {k: trainer.get(k) for k in ("max_steps", "max_epochs", "accumulate_grad_batches",
                                                 "gradient_clip_val", "precision")},
@@ -134,6 +137,9 @@ def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
     )
     tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
     check_against_model(cfg, base_model)  # rank, lengths and target modules against the real model
+    examples, dropped = fit_answers(spec, examples, tokenizer, cfg.data.max_length, cfg.data.get("overlong", "refuse"))
+    if dropped:  # data.overlong=drop: the adapter's record names the examples it trained on
+        data_provenance = {**data_provenance, **describe_examples(spec, examples), "dropped_overlong": dropped}
     # seeded after loading: a first-time model conversion draws random numbers, and the LoRA
     # initialisation and data order must not depend on whether the cache was warm
     L.seed_everything(cfg.seed, workers=True)

@@ -125,21 +125,4 @@ class SideContext:
         return {i: str(e.get("target") or "") for i, e in by_id.items()}
 
 
-def _outside_hydra(call: Callable[[], Any]) -> Any:
-    """Run `call` (which composes configs with Hydra) also from inside a running Hydra app,
-    whose global state is set aside and restored."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    instance = GlobalHydra.instance()
-    if not instance.is_initialized():
-        return call()
-    running = instance.hydra
-    instance.clear()
-    try:
-        return call()
-    finally:
-        GlobalHydra.instance().clear()
-        GlobalHydra.instance().initialize(running)
-
-
 SideRun = Callable[[SideContext, Mapping[str, Any]], SideResult]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from latent_traits.analysis.side import SideContext, _outside_hydra
+from latent_traits.analysis.side import SideContext
 from latent_traits.data.catalog import load_task_spec, task_names
 from latent_traits.data.load import DATA_SOURCES, load_examples
 from latent_traits.errors import LatentTraitsError
@@ -39,7 +39,7 @@ def task_examples_by_id(ctx: SideContext, record: dict[str, Any]) -> dict[str, d
         raise LatentTraitsError(
             f"target task {name!r} has no conf/tasks/{name}.yaml here, so its questions cannot be "
             "re-read; run the analysis from the repository that evaluated it")
-    examples, _ = load_examples(_outside_hydra(lambda: load_task_spec(name)), split=split, n=None, source=source,
+    examples, _ = load_examples(load_task_spec(name), split=split, n=None, source=source,
                                 local_path=local_path, test_fraction=1.0 if split == "test" else 0.0)
     ctx._task_cache[key] = {str(e["id"]): e for e in examples}
     return ctx._task_cache[key]
@@ -64,7 +64,7 @@ def target_texts(ctx: SideContext, record: dict[str, Any], n: int, seed: int) ->
             return sample([by_id[i]["input"] for i in ids], n, seed)
     name = record["task"]["name"]
     source, local_path = record_source(ctx, record)
-    examples, _ = load_examples(_outside_hydra(lambda: load_task_spec(name)),
+    examples, _ = load_examples(load_task_spec(name),
                                 split=(record.get("data") or {}).get("split", "test"), n=n,
                                 seed=seed, source=source, local_path=local_path)
     return [e["input"] for e in examples]
@@ -83,7 +83,7 @@ def source_texts(ctx: SideContext, record: dict[str, Any], n: int, seed: int) ->
             f"adapter {record['adapter']['id']!r} records neither its training settings nor a "
             "source dataset with a conf/tasks entry, so its training texts cannot be rebuilt")
     source, local_path = record_source(ctx, record)
-    examples, _ = load_examples(_outside_hydra(lambda: load_task_spec(name)), split="train", n=None, source=source,
+    examples, _ = load_examples(load_task_spec(name), split="train", n=None, source=source,
                                 local_path=local_path)
     return (sample([e["input"] for e in examples], n, seed),
             f"the train split of conf/tasks/{name}.yaml (the record has no training settings)")
