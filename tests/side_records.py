@@ -13,7 +13,7 @@ from test_analysis import MODEL, make_record
 
 from latent_traits.analysis.options import AnalysisOptions, BootstrapOptions, TransferOptions
 from latent_traits.analysis.run import analyze_records
-from latent_traits.analysis.side import SideContext
+from latent_traits.analysis.side.context import SideContext
 from latent_traits.data.catalog import load_task_spec as _load_task_spec
 from latent_traits.data.load import load_examples
 from latent_traits.eval.records import BASE_ADAPTER_ID, load_records, predictions_path, record_path

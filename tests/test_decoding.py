@@ -10,7 +10,6 @@ import torch
 
 from latent_traits.eval.decoding import (
     LabelScores,
-    RoomyLayer,
     SharedPrefix,
     StopOnText,
     common_prefix_length,
@@ -23,6 +22,8 @@ from latent_traits.eval.decoding import (
     score_labels,
     stop_token_ids,
 )
+from latent_traits.model import transformers_shims
+from latent_traits.model.transformers_shims import RoomyLayer
 
 LABEL_SETS = {
     "digits": ["0", "1"],
@@ -494,7 +495,6 @@ def test_without_joinable_caches_batches_run_one_after_another(tok_model, monkey
     """Where the cache's layers are not plain dynamic ones (sliding-window, quantized), no row can
     join running rows: a batch runs until its last row stops before the next starts, and after the
     first pass a batch takes up to batch_size rows across the given passes. Same texts."""
-    import latent_traits.eval.decoding as decoding
 
     tokenizer, model = tok_model
     prompts = random_prompts(tokenizer, 7, seed=21, min_len=2, max_len=30)
@@ -502,7 +502,7 @@ def test_without_joinable_caches_batches_run_one_after_another(tok_model, monkey
             for t in greedy_decode(model, tokenizer, prompts, 10, [tokenizer.eos_token_id], [])]
     stop = [tokenizer.decode(free[0][:2]), tokenizer.decode(free[3][:5])]
     want = greedy_decode(model, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop)
-    monkeypatch.setattr(decoding, "DynamicLayer", type("OtherLayer", (), {}))  # no layer is a plain one
+    monkeypatch.setattr(transformers_shims, "DynamicLayer", type("OtherLayer", (), {}))  # no layer is a plain one
     for passes, expected in ((None, [3, 3, 1]), ([[0, 1], [2], [3, 4, 5], [6]], [2, 3, 2])):
         pool = CountingModel(model)
         assert greedy_decode(pool, tokenizer, prompts, 10, [tokenizer.eos_token_id], stop, batch_size=3,
@@ -571,7 +571,7 @@ def test_the_cache_goes_by_the_name_the_model_takes(tok_model):
 
     from transformers import LlamaForCausalLM
 
-    from latent_traits.eval.decoding import cache_keyword, returned_cache
+    from latent_traits.model.transformers_shims import cache_keyword, returned_cache
 
     _, model = tok_model
     name = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"

@@ -96,3 +96,36 @@ def test_check_mode_names_the_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "latent_traits.docs", "config-reference", "--conf",
                            str(REPO / "conf"), "--out", str(stale)], capture_output=True, text=True)
     assert proc.returncode == 0 and stale.read_text() == config_reference(REPO / "conf")
+
+
+def _listed_choices(comment: str) -> set[str]:
+    """The words a comment lists as alternatives: `a (why) | b | c`."""
+    import re
+
+    before = re.findall(r"(\w+)\s*(?:\([^()]*\))?\s*\|", comment)
+    after = re.findall(r"\|\s*(\w+)", comment)
+    return set(before + after)
+
+
+def test_a_comment_that_lists_a_keys_values_lists_exactly_the_allowed_ones():
+    """config.RULES is the one source of allowed values (the reference's `allowed` column); a
+    comment in conf/ that lists alternatives for a key must list those, no more, no fewer."""
+    from latent_traits.config import RULES
+    from latent_traits.docs import rule_for
+
+    checked, wrong = 0, []
+    for path in [REPO / "conf" / f"{name}.yaml" for name in RULES]:
+        for key in read_config(path.read_text()).keys:
+            rule = rule_for(key.key)
+            if rule is None or rule.kind != "choice" or "|" not in key.comment:
+                continue
+            checked += 1
+            if _listed_choices(key.comment) != set(rule.choices):
+                wrong.append((path.name, key.key, sorted(_listed_choices(key.comment)), rule.choices))
+    assert checked >= 5 and wrong == []
+
+
+def test_the_reference_shows_the_allowed_values_of_each_checked_key():
+    text = REFERENCE.read_text()
+    assert "| `data.overlong` | `refuse` | one of refuse, drop |" in text
+    assert "| `max_steps` | `16` | an integer >= 1 or -1 |" in text  # conf/trainer/default.yaml

@@ -14,7 +14,7 @@ from latent_traits.analysis.floors import floor_ceiling, noise_bound
 from latent_traits.analysis.options import AnalysisOptions, BootstrapOptions
 from latent_traits.analysis.report import write_report
 from latent_traits.analysis.run import analyze_records
-from latent_traits.analysis.side._stats import holm
+from latent_traits.analysis.stats import holm
 from latent_traits.eval.records import BASE_ADAPTER_ID
 
 TASKS = ["amazon", "flipkart", "gsm8k", "imdb", "pile"]

@@ -58,3 +58,14 @@ def test_the_environment_runs_the_pinned_versions():
             drifted[name] = (installed, pinned)
     if drifted:
         pytest.fail(f"installed != constraints.txt: {drifted}; reinstall with `make install`")
+
+
+@pytest.mark.parametrize("module", ["latent_traits.model.transformers_shims", "latent_traits.eval.multi_lora"])
+def test_each_module_on_a_librarys_internals_names_the_pinned_version(module):
+    """Where code relies on a library's private behaviour, its module says which release it was
+    checked against: constraints.txt's pin, so a version bump makes someone re-check it."""
+    import importlib
+
+    name, _, checked = importlib.import_module(module).CHECKED_AGAINST.partition("==")
+    assert pinned_versions()[canonicalize_name(name)] == checked
+    assert checked in (importlib.import_module(module).__doc__ or "")

@@ -17,7 +17,7 @@ from side_helpers import (
     write_cell,
 )
 
-from latent_traits.analysis.side import SideContext
+from latent_traits.analysis.side.context import SideContext
 from latent_traits.eval.records import BASE_ADAPTER_ID
 
 GEN_TASKS = {"gen_short": 20, "gen_mid": 150, "gen_long": 900}  # reference length (characters)

@@ -87,7 +87,7 @@ def test_default_analyze_config_selects_every_side_analysis():
     from conftest import compose_config
 
     from latent_traits.analysis.options import AnalysisOptions
-    from latent_traits.analysis.side.registry import ORDER
+    from latent_traits.analysis.side.catalog import ORDER
 
     cfg = compose_config("analyze")
     assert list(AnalysisOptions.from_config(cfg.analysis).side) == list(ORDER)

@@ -11,6 +11,7 @@ from omegaconf.errors import MissingMandatoryValue
 from latent_traits.data.catalog import load_task_spec
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import ConfigError, LatentTraitsError
+from latent_traits.redact import refuse_secrets_in_config
 from latent_traits.safe_paths import check_adapter_id, check_name
 
 
@@ -154,8 +155,6 @@ RULES: dict[str, dict[str, Rule]] = {
 def check_config(cfg: Any) -> None:
     """Refuse a composed config with a secret, a missing key or a value of the wrong type or range,
     naming the key and the fix. Which rules apply follows `task_name` (train, evaluate, analyze)."""
-    from latent_traits.redact import refuse_secrets_in_config
-
     refuse_secrets_in_config(cfg)
     task = cfg.get("task_name") if isinstance(cfg, DictConfig) else None
     for key, rule in RULES.get(str(task), {}).items():

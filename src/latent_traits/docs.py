@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from latent_traits.config import RULES, Rule
 from latent_traits.io import write_text
 from latent_traits.yaml_comments import ConfigDoc, read_config
 
@@ -47,13 +48,21 @@ def _inline(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip().removesuffix("\n...")
 
 
-def _keys_table(doc: ConfigDoc) -> list[str]:
+def rule_for(key: str) -> Rule | None:
+    """The validation rule (config.RULES) of a full config key, whichever entry point checks it."""
+    return next((rules[key] for rules in RULES.values() if key in rules), None)
+
+
+def _keys_table(doc: ConfigDoc, package: str = "") -> list[str]:
+    """Each key with its default, the values check_config allows (config.RULES: the one source of
+    allowed values) and its comment."""
     if not doc.keys:
         return []
-    rows = ["| key | default | what it does |", "|---|---|---|"]
+    rows = ["| key | default | allowed | what it does |", "|---|---|---|---|"]
     for key in doc.keys:
         value = "" if key.is_mapping else _code(key.source if key.source is not None else _inline(key.value))
-        rows.append(f"| `{key.key}` | {value} | {_cell(key.comment)} |")
+        rule = rule_for(f"{package}.{key.key}" if package else key.key)
+        rows.append(f"| `{key.key}` | {value} | {_cell(rule.describe()) if rule else ''} | {_cell(key.comment)} |")
     return rows + [""]
 
 
@@ -101,6 +110,12 @@ def _read(path: Path) -> ConfigDoc:
         return read_config(path.read_text())
     except (yaml.YAMLError, ValueError) as err:
         raise SystemExit(f"error: cannot read {path}: {err}") from None
+
+
+def _package(doc: ConfigDoc, group: str) -> str:
+    """Where a group file's keys land in the composed config ('' for _global_)."""
+    package = doc.package or group.replace("/", ".")
+    return "" if package == "_global_" else package
 
 
 def _package_line(doc: ConfigDoc, group: str) -> str:
@@ -183,7 +198,7 @@ def config_reference(conf: str | Path = "conf") -> str:
             doc = docs[path]
             out += [f"#### {group}={path.stem}", "", f"`{rel(path)}`. {_package_line(doc, group)}", ""]
             out += _description(doc.description)
-            out += _defaults_table(doc) + _keys_table(doc)
+            out += _defaults_table(doc) + _keys_table(doc, _package(doc, group))
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from latent_traits.errors import LatentTraitsError
+from latent_traits.io import write_text
+
 REDACTED = "<redacted>"
 SECRET_NAME = re.compile(
     r"api_?key|apikey|secret|passw(or)?d|credential|private_key|access_key|(^|_)auth($|_)|(^|_)token$",
@@ -122,8 +125,6 @@ def refuse_secrets_in_config(cfg: Any) -> None:
     """A user error when the config holds a secret: it would be written to .hydra/ and W&B."""
     from omegaconf import DictConfig, OmegaConf
 
-    from latent_traits.errors import LatentTraitsError
-
     plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
     keys = secret_keys_in(plain)
     if keys:
@@ -136,8 +137,6 @@ def refuse_secrets_in_config(cfg: Any) -> None:
 
 def redact_yaml_file(path: str | Path) -> bool:
     """Rewrite a YAML file with its secrets redacted; True if it changed."""
-    from latent_traits.io import write_text
-
     path = Path(path)
     if not path.is_file():
         return False

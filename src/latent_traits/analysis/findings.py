@@ -29,7 +29,7 @@ from scipy.stats import binomtest, norm
 
 from .matrix import base_of
 from .render import anchor
-from .side._stats import holm
+from .stats import holm
 
 log = logging.getLogger(__name__)
 VERDICTS = ("holds", "contradicted", "inconclusive")

@@ -10,7 +10,7 @@ from typing import Any
 from . import matrix as mx
 from .errors import AnalysisError
 from .floors import POLICIES as FLOOR_POLICIES
-from .side.registry import selected
+from .side.catalog import selected
 
 VIEWS = ("delta", "raw")
 

@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -20,9 +20,8 @@ from . import figures
 from .bootstrap import long_intervals
 from .render import to_html, to_markdown
 from .sections import build_blocks, explained_table
+from .state import Analysis
 
-if TYPE_CHECKING:
-    from .run import Analysis
 
 def _ci(a: Analysis, view: str) -> dict[str, Any]:
     if view not in a.intervals:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from latent_traits.eval.records import find_records
 from latent_traits.safe_paths import check_replaceable
@@ -24,61 +21,18 @@ from . import store
 from .errors import AnalysisError, NoRecordsError
 from .floors import floor_ceiling
 from .options import AnalysisOptions, BootstrapOptions, PCAOptions, TransferOptions
-from .pca import PCAResult, fit_pca, pca_skip_reason
+from .pca import fit_pca, pca_skip_reason
+from .report import previous_report_files, write_report
 from .seeds import seed_table
-from .side import SideContext, SideResult
+from .side.context import SideContext
 from .side.registry import run_selected
+from .state import Analysis
 from .traits import task_tags, trait_names
 from .transfer import loto_predictions, supported_k, transfer_summary
 
 __all__ = ["AnalysisOptions", "BootstrapOptions", "PCAOptions", "TransferOptions",
            "Analysis", "analyze_records", "run_analysis", "load_cells"]
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Analysis:
-    """Everything the report shows, computed from the records."""
-
-    options: AnalysisOptions
-    cells: list[dict[str, Any]]  # the records used, one per (adapter, task)
-    ignored: list[str]  # paths of older duplicate records
-    matrix: pd.DataFrame  # base + adapters x tasks, after the missing-cell policy
-    counts: pd.DataFrame  # data.n per cell, same shape
-    delta: pd.DataFrame | None  # adapters x tasks minus base; None without a base row
-    pca: PCAResult | None
-    pca_note: str | None  # why PCA did not run
-    dropped: dict[str, list[str]] = field(default_factory=dict)
-    stand_in: list[dict[str, Any]] = field(default_factory=list)
-    missing: list[tuple[str, str]] = field(default_factory=list)  # cells without a record
-    imputed: list[tuple[str, str]] = field(default_factory=list)
-    long: pd.DataFrame | None = None  # every record read, one row each
-    zscores: pd.DataFrame | None = None
-    traits: list[str] = field(default_factory=list)
-    traits_given: list[bool] = field(default_factory=list)
-    intervals: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
-    pca_ci: dict[str, Any] = field(default_factory=dict)
-    bootstrap_note: str | None = None
-    seeds: pd.DataFrame | None = None
-    transfer: pd.DataFrame | None = None  # per task and overall RMSE, skill
-    transfer_predictions: pd.DataFrame | None = None
-    transfer_k: int | None = None
-    transfer_note: str | None = None
-    mixed_versions: dict[str, list[str]] = field(default_factory=dict)
-    side: list[SideResult] = field(default_factory=list)  # the selected side analyses, in order
-    floor_ceiling: dict[str, str] = field(default_factory=dict)  # task -> why at floor/ceiling
-    replicates: bs.Replicates | None = None
-    findings: list[fd.Claim] = field(default_factory=list)
-
-    @property
-    def excluded(self) -> list[str]:
-        """Tasks left out of the PCA (at floor or ceiling, analysis.floor_ceiling=exclude)."""
-        return list(self.floor_ceiling) if self.options.floor_ceiling == "exclude" else []
-
-    @property
-    def pca_input(self) -> pd.DataFrame:
-        data = self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
-        return data.drop(columns=self.excluded)
 
 
 def _uncertainty(a: Analysis) -> None:
@@ -240,8 +194,6 @@ def run_analysis(
 ) -> Path:
     """Read the records, analyse them and write the report folder atomically to report_dir.
     Returns the path of report.html. Writes nothing on error."""
-    from .report import previous_report_files, write_report
-
     check_replaceable(report_dir, "report_dir", previous_report_files(Path(report_dir)))  # before any work
     records, where = load_cells(source, records_dir, wandb_cfg, api)
     log.info("Read %d cell record(s) from %s", len(records), where)

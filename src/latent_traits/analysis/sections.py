@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from .findings import table as findings_table
-
-if TYPE_CHECKING:
-    from .run import Analysis
+from .state import Analysis
 
 TOP_TASKS = 3
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from latent_traits.data.cards import write_cards
 from latent_traits.errors import exit_on_user_error
 
 
@@ -26,8 +27,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
     if args.command == "cards":
-        from latent_traits.data.cards import write_cards
-
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
         index = write_cards(tasks, args.out, source=args.source, local_path=args.local_path,
                             test_fraction=args.test_fraction)

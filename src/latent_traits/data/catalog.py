@@ -6,19 +6,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 
 
 def conf_dir() -> Path:
-    """$LATENT_TRAITS_CONF, else ./conf, else the conf/ of the repository this package lives in."""
-    candidates = [os.environ.get("LATENT_TRAITS_CONF"), Path.cwd() / "conf",
-                  Path(__file__).resolve().parents[3] / "conf"]
-    for candidate in candidates:
+    """The config root: the one the running Hydra app composed from (train.py, evaluate.py,
+    analyze.py: their conf/), else $LATENT_TRAITS_CONF, else ./conf (the repository root)."""
+    if GlobalHydra.instance().is_initialized():
+        for source in GlobalHydra.instance().config_loader().get_sources():
+            if source.provider == "main" and source.scheme() == "file":
+                return Path(source.path)
+    for candidate in (os.environ.get("LATENT_TRAITS_CONF"), "conf"):
         if candidate and (Path(candidate) / "tasks").is_dir():
             return Path(candidate)
     raise LatentTraitsError(
-        "no conf/ folder with tasks/ found: run from the repository root or set LATENT_TRAITS_CONF")
+        "no conf/ folder with tasks/ found: run from the repository root or set LATENT_TRAITS_CONF=<repo>/conf")
 
 
 def task_names(conf: Path | None = None) -> list[str]:
@@ -35,9 +41,6 @@ def task_roles(name: str, conf: Path | None = None) -> list[str]:
 def load_task_spec(name: str, conf: Path | None = None) -> TaskSpec:
     """Compose conf/tasks/<name>.yaml (its defaults list included) into a TaskSpec; also from
     inside a running Hydra app (evaluate.py with eval.tasks, analyze.py's side analyses)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     conf = conf or conf_dir()
     known = task_names(conf)
     if name not in known:

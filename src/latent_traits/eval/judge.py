@@ -26,11 +26,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from latent_traits.data.catalog import conf_dir
 from latent_traits.errors import LatentTraitsError
+from latent_traits.eval.cells import longest_first
+from latent_traits.eval.decoding import generate
+from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.redact import redact_text, secret_values, without_url_credentials
 
 log = logging.getLogger(__name__)
@@ -111,8 +116,6 @@ class HFJudge(Judge):
         self.model_cfg = dict(model_cfg)
         self.max_new_tokens, self.batch_size, self.max_input_tokens = max_new_tokens, batch_size, max_input_tokens
         if model is None:
-            from latent_traits.model.factory import load_tokenizer_and_model
-
             tokenizer, model = load_tokenizer_and_model(self.model_cfg, cache_dir)
             model.eval()
         tokenizer.padding_side = "left"
@@ -128,9 +131,6 @@ class HFJudge(Judge):
         return ids[-self.max_input_tokens:]
 
     def complete(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        from latent_traits.eval.cells import longest_first
-        from latent_traits.eval.decoding import generate
-
         prompts = [self.encode(m) for m in conversations]
         order = longest_first([len(p) for p in prompts])
         with tqdm(total=len(prompts), desc="judge", unit="row", leave=False) as bar:
@@ -232,10 +232,6 @@ def check_model_exists(model: dict[str, Any], key: str) -> None:
     """A model config names a model that is there: an offline GGUF model must be one of conf/model/
     (its name keys the converted copy in the cache, so a misspelt name would convert another copy),
     a local one a folder."""
-    from pathlib import Path
-
-    from latent_traits.data.catalog import conf_dir
-
     name, source = model.get("name"), model.get("source")
     if source == "offline_gguf":
         known = sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))

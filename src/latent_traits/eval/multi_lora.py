@@ -10,6 +10,12 @@ block and zeroes the others (all of it for the base model's rows): two plain pro
 module, whatever the number of adapters. The extra work is the other adapters' (zeroed) rank
 columns, small beside the base weights at LoRA ranks, and only those from the first to the last
 adapter a pass uses: a batch of one adapter's rows runs that adapter's rank alone.
+
+The one module that relies on peft's internals (checked against peft 0.21.2, the version
+constraints.txt pins): LoRA layers' lora_A / lora_B / scaling / lora_variant / lora_bias, their
+class names, and their forward, replaced per instance while a group is active. peft's own mixed
+adapter batches stay the oracle and the fallback (`unstackable`): tests/test_multi_lora.py
+compares every stacked pass with them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import torch
 
+CHECKED_AGAINST = "peft==0.21.2"
 BASE_ROW = "__base__"
 STACKABLE = frozenset({"Linear", "Linear4bit", "Linear8bitLt"})  # peft's LoRA linear layers
 

@@ -46,7 +46,7 @@ from latent_traits.eval.records import (
     record_path,
 )
 from latent_traits.eval.vllm_backend import backend_name, check_vllm_backend, decode_with_vllm
-from latent_traits.eval.wandb_log import logger_kind
+from latent_traits.eval.wandb_log import EvalWandb, logger_kind
 from latent_traits.io import (
     ensure_writable,
     provenance,
@@ -464,8 +464,6 @@ def eval_tracker(cfg: DictConfig):
     logger_cfg = cfg.get("logger")
     if logger_kind(logger_cfg) == "none":
         return None
-    from latent_traits.eval.wandb_log import EvalWandb
-
     # read key by key: the shared logger group also holds training-only fields (run names)
     plain = {k: to_plain(logger_cfg.get(k)) for k in ("project", "entity", "offline", "save_dir")}
     return EvalWandb.from_config(plain, str(cfg.get("experiment_name") or "default"),

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from latent_traits.config import to_plain
 from latent_traits.data.prompts import encode_prompt
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
@@ -32,6 +34,13 @@ from latent_traits.eval.cells import (
     max_new_tokens,
 )
 from latent_traits.eval.decoding import cut_at_stop
+from latent_traits.io import atomic_path, stable_hash
+from latent_traits.model.factory import (
+    load_tokenizer,
+    load_tokenizer_and_model,
+    model_location,
+    resolve_dtype,
+)
 
 INSTALL_HINT = "pip install -e '.[vllm]' on a machine with an NVIDIA GPU and CUDA"
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values vLLM accepts
@@ -156,9 +165,6 @@ def rows_from_texts(spec: TaskSpec, examples: list[dict], texts: list[str], toke
 
 def vllm_model_dir(model_cfg: dict[str, Any], cache_dir: str | Path) -> str:
     """A folder vLLM can load: the model's own, or the tiny random test model saved once."""
-    from latent_traits.io import atomic_path, stable_hash
-    from latent_traits.model.factory import load_tokenizer_and_model, model_location
-
     if model_cfg["source"] != "tiny_random":
         return model_location(model_cfg, cache_dir)
     target = Path(cache_dir) / "models" / f"{model_cfg['name']}-{stable_hash(model_cfg, 8)}"
@@ -177,8 +183,6 @@ class VllmEngine:
                  vllm_cfg: dict[str, Any], seed: int):
         check_vllm_backend({})
         import vllm
-
-        from latent_traits.model.factory import load_tokenizer, resolve_dtype
 
         self.tokenizer = load_tokenizer(model_cfg, cache_dir)
         dtype = str(resolve_dtype(model_cfg.get("dtype"))).removeprefix("torch.")
@@ -222,10 +226,6 @@ def decode_with_vllm(cfg: Any, state: dict[str, Any], adapter: Any, spec: TaskSp
                      settings: dict[str, Any]) -> tuple[list[dict], dict, str, int, float]:
     """The vLLM counterpart of the HF decoding in runner.evaluate_cell: (rows, metrics, primary,
     n_invalid, seconds); the engine is built on first need for every adapter of the job."""
-    import time
-
-    from latent_traits.config import to_plain
-
     if "vllm" not in state:
         state["vllm"] = VllmEngine(to_plain(cfg.model), cfg.paths.cache_dir, state.get("adapters", []),
                                    to_plain(cfg.eval.get("vllm")) or {}, cfg.seed)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from latent_traits.data.offline.common import package_dir
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import atomic_path
 
@@ -45,8 +46,6 @@ def converted_gguf_dir(model_cfg: Any, cache_dir: str | Path) -> Path:
 
     transformers dequantises GGUF (Q4_1 here) on load; the result is saved unquantised so every
     later load takes the normal from_pretrained path."""
-    from latent_traits.data.offline import package_dir
-
     target = Path(cache_dir) / "models" / model_cfg["name"]
     if (target / "config.json").is_file():
         return target

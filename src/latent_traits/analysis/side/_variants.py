@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import SideContext
+from .context import SideContext
 
 NAMING_KEYS = ("source_dataset.name",)
 ADAPTER_ID = re.compile(r"^(?P<source>[^/]+)/(?P<lora>.+)_r(?P<r>\d+)_s(?P<seed>\d+)(?P<tag>.*)$")

@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import SideContext, SideResult
 from ._plots import grid, png_bytes, short
 from ._variants import ADAPTER_ID, adapter_settings, name_pairs, rank_of, variant_groups
+from .context import SideContext, SideResult
 
 NAME = "ablations"
 TITLE = "Ablations"

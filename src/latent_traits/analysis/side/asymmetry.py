@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import SideContext, SideResult
+from ..stats import finite_or_none, holm, two_sided_z
 from ._plots import grid, png_bytes, signed_heatmap
-from ._stats import finite_or_none, holm, two_sided_z
 from ._variants import source_name, source_task
+from .context import SideContext, SideResult
 
 NAME = "asymmetry"
 TITLE = "Asymmetry of transfer"

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import SideContext, SideResult
+from ..stats import finite_or_none, js_distance, normalised_entropy, permutation_spearman, shares
 from ._plots import grid, png_bytes, short
-from ._stats import finite_or_none, js_distance, normalised_entropy, permutation_spearman, shares
 from ._variants import name_pairs, variant_groups
+from .context import SideContext, SideResult
 
 NAME = "classes"
 TITLE = "Class distribution"

@@ -23,10 +23,9 @@ from matplotlib.ticker import NullFormatter
 from latent_traits.analysis.figures import png_bytes
 from latent_traits.analysis.matrix import base_of
 
-from . import SideContext, SideResult
 from ._options import merged_options
 from ._ratios import relation_ratios
-from ._texts import task_examples_by_id
+from .context import SideContext, SideResult
 
 NAME = "dependency"
 TITLE = "Dependency relations of the math questions"
@@ -95,7 +94,7 @@ def _task_ratios(ctx, task, parser, o, notes) -> tuple[pd.DataFrame | None, dict
     if not any(b in rows for b in bases):
         notes.append(f"`{task}`: no base-model cell, so no ratio.")
         return None, {}
-    by_id = task_examples_by_id(ctx, next(rows[b] for b in bases if b in rows))
+    by_id = ctx.task_examples_by_id(next(rows[b] for b in bases if b in rows))
     base_outcomes = {b: outcomes(ctx, rows[b]) for b in bases if b in rows}
     ids = sorted({i for found in base_outcomes.values() for i in found if i in by_id})
     missing = sum(1 for found in base_outcomes.values() for i in found if i not in by_id)

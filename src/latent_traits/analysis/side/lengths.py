@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde, wasserstein_distance
 
-from . import SideContext, SideResult
+from ..stats import describe, finite_or_none, permutation_spearman
 from ._plots import grid, png_bytes, short
-from ._stats import describe, finite_or_none, permutation_spearman
+from .context import SideContext, SideResult
 
 NAME = "lengths"
 TITLE = "Length proclivity"

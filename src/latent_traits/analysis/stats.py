@@ -1,4 +1,5 @@
-"""Small statistics shared by the side analyses: summaries, permutation tests, divergences."""
+"""Small statistics shared by the side analyses and the findings: summaries, permutation tests,
+divergences, multiple-testing control."""
 
 from __future__ import annotations
 
