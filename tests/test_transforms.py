@@ -100,3 +100,10 @@ def test_loading_records_transforms_and_class_distribution_in_provenance():
     assert sum(prov["class_distribution"].values()) == 50
     clean, clean_prov = load_examples(spec, "train", n=50, seed=0)
     assert [e["id"] for e in clean] == [e["id"] for e in examples] and clean_prov["hash"] != prov["hash"]
+
+
+def test_a_class_ratio_from_the_command_line_names_digit_labels_by_number():
+    """Hydra reads `class_ratio={1:0.1,5:0.9}` with int keys: they name the labels "1" and "5"."""
+    digits = [{"id": str(i), "label": str(1 + i % 5)} for i in range(100)]
+    chosen = class_ratio(digits, ["1", "2", "3", "4", "5"], {1: 0.1, 5: 0.9}, seed=0, n=20)
+    assert Counter(e["label"] for e in chosen) == {"1": 2, "5": 18}

@@ -30,6 +30,7 @@ def class_ratio(examples: list[dict], labels: list[str], ratio: dict[str, float]
     allows, or exactly n examples when n is given and reachable."""
     if ratio == "balanced":
         ratio = {label: 1.0 for label in labels}
+    ratio = {str(label): share for label, share in ratio.items()}  # {1: 0.1} on a command line names label "1"
     unknown = sorted(set(ratio) - set(labels))
     if unknown:
         raise LatentTraitsError(f"class ratio names labels {unknown} outside the label set {labels}")
