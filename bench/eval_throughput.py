@@ -281,7 +281,8 @@ def report(results: list[dict], args, run_root: Path) -> None:
         same = sum(int(v.split("/")[0]) for v in agree.values())
         total = sum(int(v.split("/")[1]) for v in agree.values())
         summary["methods"][method] = {
-            "seconds": [round(r["seconds"], 1) for r in mine], "median_seconds": round(median(r["seconds"] for r in mine), 1),
+            "seconds": [round(r["seconds"], 1) for r in mine],
+            "median_seconds": round(median(r["seconds"] for r in mine), 1),
             "cells_per_minute": [round(r["cells_per_minute"], 2) for r in mine],
             "peak_rss_mib": [round(r["peak_rss_mib"]) for r in mine],
             "identical_predictions": f"{same}/{total}", "per_cell": agree,

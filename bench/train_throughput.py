@@ -271,7 +271,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--task", default="gsm8k",
-                        help="conf/tasks names, comma-separated, or 'paper' for the study's ten sources (with --data task)")
+                        help="conf/tasks names, comma-separated, or 'paper' for the study's ten sources "
+                             "(with --data task)")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--max-input-tokens", type=lambda v: None if v == "none" else int(v), default=None,
                         help="cut inputs to this many tokens (default none: whole inputs, as the study)")

@@ -41,14 +41,17 @@ CONFIG_CASES = [  # (case, entry point, overrides, the message must match)
     ("bool_as_word", "train", ["train.overwrite=maybe"], r"train\.overwrite=maybe: must be true or false"),
     ("deleted_key", "train", ["~data.batch_size"], r"data\.batch_size is missing .* \+data\.batch_size=4"),
     ("mandatory_missing_value", "train", ["data.batch_size=???"], r"data\.batch_size is missing"),
-    ("eval_n_negative", "evaluate", ["eval.n=-1"], r"eval\.n=-1: must be an integer >= 1 \(or null\), e\.g\. eval\.n=32"),
+    ("eval_n_negative", "evaluate", ["eval.n=-1"],
+     r"eval\.n=-1: must be an integer >= 1 \(or null\), e\.g\. eval\.n=32"),
     ("eval_batch_size_zero", "evaluate", ["eval.batch_size=0"], r"eval\.batch_size=0: must be an integer >= 1"),
-    ("decode_rows_zero", "evaluate", ["eval.decode_rows=0"], r"eval\.decode_rows=0: must be an integer >= 1 \(or null\)"),
+    ("decode_rows_zero", "evaluate", ["eval.decode_rows=0"],
+     r"eval\.decode_rows=0: must be an integer >= 1 \(or null\)"),
     ("pass_cost_negative", "evaluate", ["eval.pass_cost_tokens=-4"],
      r"eval\.pass_cost_tokens=-4: must be an integer >= 0 \(or null\)"),
     ("temperature_zero", "evaluate", ["eval.decoding.temperature=0"], r"temperature=0: must be a number > 0"),
     ("top_p_above_one", "evaluate", ["eval.decoding.top_p=1.5"], r"top_p=1\.5: must be a number > 0 and <= 1"),
-    ("unknown_code_execution", "evaluate", ["eval.code_execution=yes"], r"eval\.code_execution=yes: must be one of off, sandboxed"),
+    ("unknown_code_execution", "evaluate", ["eval.code_execution=yes"],
+     r"eval\.code_execution=yes: must be one of off, sandboxed"),
     ("analysis_components_negative", "analyze", ["analysis.n_components=-2"],
      r"analysis\.n_components=-2: must be an integer >= 1 \(or null\)"),
     ("bootstrap_resamples_text", "analyze", ["analysis.bootstrap.n_resamples=abc"],
@@ -75,7 +78,8 @@ def test_the_shipped_configs_and_presets_pass_the_checks(tmp_path):
 # -- values only the loaded model can check ---------------------------------------------------------
 
 MODEL_CASES = [
-    ("lora_r_huge", "train", ["lora.r=100000"], r"lora\.r=100000 is larger than the hidden size of model tiny_llama \(64\).*lora\.r=64"),
+    ("lora_r_huge", "train", ["lora.r=100000"],
+     r"lora\.r=100000 is larger than the hidden size of model tiny_llama \(64\).*lora\.r=64"),
     ("max_length_beyond_context", "train", ["data.max_length=100000"],
      r"data\.max_length=100000 exceeds the context of model tiny_llama \(2048 tokens"),
     ("max_input_tokens_beyond_context", "evaluate", ["data.max_input_tokens=5000"],
@@ -117,11 +121,13 @@ DATA_CASES = [  # (case, file name, content as bytes, the message must match)
      r"d\.csv:3: not UTF-8 text \(byte 0xe9.*iconv -f latin1 -t utf-8"),
     ("non_utf8_jsonl", "d.jsonl", GOOD_ROWS.encode() + b'{"input": "\xff\xfe", "label": "1"}\n',
      r"d\.jsonl:13: not UTF-8 text"),
-    ("missing_label_column", "d.csv", b"input,stars\nfine,1\n", r"task 'imdb' needs a `label` column.*columns present: \['input', 'stars'\]"),
+    ("missing_label_column", "d.csv", b"input,stars\nfine,1\n",
+     r"task 'imdb' needs a `label` column.*columns present: \['input', 'stars'\]"),
     ("no_input_column", "d.csv", b"text_body,label\nfine,1\n", r"needs an `input` column.*local\.columns"),
     ("unknown_labels", "d.jsonl", GOOD_ROWS.encode() + b'{"input": "x", "label": "maybe"}\n',
      r"labels outside the label set \['0', '1'\] of task 'imdb': \{'maybe': 1\}"),
-    ("malformed_jsonl_line", "d.jsonl", GOOD_ROWS.encode() + b'{"input": "x", "label": \n', r"d\.jsonl:13: not valid JSON"),
+    ("malformed_jsonl_line", "d.jsonl", GOOD_ROWS.encode() + b'{"input": "x", "label": \n',
+     r"d\.jsonl:13: not valid JSON"),
     ("jsonl_line_not_an_object", "d.jsonl", b'["x", "1"]\n', r"d\.jsonl:1: expected a JSON object, got list"),
     ("ragged_csv_row", "d.csv", b"input,label\na,1\nb,0,extra\n", r"d\.csv:3: 3 fields where the header has 2"),
     ("unsupported_suffix", "d.txt", b"input\tlabel\n", r"use \.jsonl, \.csv or \.parquet"),
@@ -143,7 +149,8 @@ def test_missing_local_file_and_mapped_column(tmp_path):
     (tmp_path / "d.csv").write_text("review,score\nfine,1\n")
     spec = TaskSpec.from_config({**OmegaConf.to_container(OmegaConf.load(REPO / "conf/tasks/imdb.yaml")),
                                  "local": {"columns": {"input": "review", "label": "stars"}}})
-    with pytest.raises(LatentTraitsError, match=r"column\(s\) \['stars'\] missing; columns present: \['review', 'score'\]"):
+    with pytest.raises(LatentTraitsError,
+                       match=r"column\(s\) \['stars'\] missing; columns present: \['review', 'score'\]"):
         load_examples(spec, split="train", source="local", local_path=str(tmp_path / "d.csv"), test_fraction=0.0)
 
 
@@ -269,7 +276,8 @@ JOB_CASES = [  # (case, entry, overrides, plant (a function of the config) or No
      r"train_result\.json is damaged \(truncated or edited\?\): not valid JSON .*delete the folder .*imdb/lora_r8_s0 "
      r"and rerun train\.py"),
     ("judge_model_name_misspelt", "evaluate", [*BASE_ONLY, "judge=hf", "judge.model.name=smollm2_135mm"], None,
-     r"judge\.model\.name=smollm2_135mm: no such model; the models are .*smollm2_135m.*judge\.model\.name=smollm2_135m"),
+     r"judge\.model\.name=smollm2_135mm: no such model; the models are .*smollm2_135m.*"
+     r"judge\.model\.name=smollm2_135m"),
     ("judge_model_local_folder_absent", "evaluate",
      [*BASE_ONLY, "judge=hf", "judge.model.source=local", "judge.model.path=/nonexistent/judge"], None,
      r"judge\.model\.path=/nonexistent/judge: no model folder there"),
@@ -322,7 +330,8 @@ ANALYSIS_DAMAGE = {  # (file under eval/smollm2_135m, how it is damaged, the mes
                             r"b/lora_r4_s0/paws\.json: metrics\.accuracy='0\.5 \(approx\)' is not a number; delete it"),
     "metrics_missing": ("base/imdb.json", lambda p: edit_json(p, lambda r: r.pop("metrics")),
                         r"base/imdb\.json lacks the record field 'metrics'"),
-    "record_not_an_object": ("base/paws.json", lambda p: p.write_text("[1, 2]"), r"base/paws\.json is not a cell record"),
+    "record_not_an_object": ("base/paws.json", lambda p: p.write_text("[1, 2]"),
+                             r"base/paws\.json is not a cell record"),
     "truncated_predictions": ("c/lora_r4_s0/imdb.predictions.jsonl", lambda p: truncate(p, 0.6),
                               r"c/lora_r4_s0/imdb\.predictions\.jsonl:4 is damaged .*not valid JSON.*delete it and its "
                               r"record \(<task>\.json beside it\)"),
@@ -368,7 +377,8 @@ def test_a_config_error_at_the_cli_leaves_no_adapter_folder(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), "model=tiny_llama", "logger=none", "lora.r=100000",
                            "data.train_n=4"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "LATENT_TRAITS_ARTIFACTS": str(tmp_path / "artifacts")})
-    assert proc.returncode == 2 and "error: lora.r=100000 is larger than the hidden size" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: lora.r=100000 is larger than the hidden size" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "artifacts").exists()
 
 

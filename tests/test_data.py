@@ -189,7 +189,8 @@ def test_local_parquet(tmp_path, specs):
     import pandas as pd
 
     path = tmp_path / "d.parquet"
-    pd.DataFrame({"question": [f"q{i}" for i in range(20)], "answer": [f"#### {i}" for i in range(20)]}).to_parquet(path)
+    frame = pd.DataFrame({"question": [f"q{i}" for i in range(20)], "answer": [f"#### {i}" for i in range(20)]})
+    frame.to_parquet(path)
     train, _ = load_examples(specs["gsm8k"], "train", source="local", local_path=str(path))  # hub column names
     assert train and train[0]["input"].startswith("q") and train[0]["target"].startswith("####")
     bad = write(tmp_path / "broken.parquet", "not parquet")

@@ -67,7 +67,8 @@ def test_padding_aware_cuts_are_the_cheapest_partition(seed):
         for pass_cost in (0, 5, 40, 10_000):
             cuts = padding_aware_cuts(lengths, max_rows, pass_cost)
             pieces = list(zip(cuts[:-1], cuts[1:], strict=True))
-            assert cuts[0] == 0 and cuts[-1] == len(lengths) and all(0 < end - first <= max_rows for first, end in pieces)
+            assert cuts[0] == 0 and cuts[-1] == len(lengths)
+            assert all(0 < end - first <= max_rows for first, end in pieces)
             cost = sum(pass_cost + (end - first) * lengths[first] for first, end in pieces)
             assert cost == brute_force_cost(lengths, max_rows, pass_cost), (lengths, max_rows, pass_cost)
             if pass_cost == 0:  # no pass is worth a pad: each pass's rows are one length
@@ -98,6 +99,7 @@ def test_evaluation_does_not_import_lightning():
     import subprocess
     import sys
 
-    code = "import sys, latent_traits.eval.runner; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+    code = ("import sys, latent_traits.eval.runner; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

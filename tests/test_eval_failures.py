@@ -97,7 +97,8 @@ def test_a_failed_cell_is_evaluated_again_once_fixed_and_a_complete_one_is_never
     assert record(tmp_path, "goat/lora_r4_s0")["status"] == "failed"
     make_adapter(adapters, tiny_model_cfg, "goat")  # retrained
     written = evaluate_all(compose_config("evaluate", EVAL, tmp_path))
-    assert [p.parent.parent.name for p in written] == ["goat"] and record(tmp_path, "goat/lora_r4_s0")["status"] == "complete"
+    assert [p.parent.parent.name for p in written] == ["goat"]
+    assert record(tmp_path, "goat/lora_r4_s0")["status"] == "complete"
 
 
 def test_a_damaged_cell_record_is_evaluated_again_with_a_warning(tmp_path, tiny_model_cfg, caplog):

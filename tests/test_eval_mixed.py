@@ -113,7 +113,8 @@ def test_batching_settings_follow_the_config_and_the_device(tiny_tokenizer_and_m
                        "decode_rows": 128}
     torch.set_num_threads(2)  # each token's compute shared by two threads: a pass's own cost weighs double
     try:
-        assert runner.batching(compose_config("evaluate", EVAL), model)["pass_cost"] == 2 * runner.PASS_COST_TOKENS["cpu"]
+        cost = runner.batching(compose_config("evaluate", EVAL), model)["pass_cost"]
+        assert cost == 2 * runner.PASS_COST_TOKENS["cpu"]
     finally:
         torch.set_num_threads(1)
     on_gpu = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(device=torch.device("cuda", 0))]))

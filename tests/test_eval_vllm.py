@@ -154,7 +154,8 @@ def install_fake_vllm(monkeypatch, calls: list) -> None:
                 if "structured_outputs" in p:
                     labels = list(p["structured_outputs"][1])
                     label_ids = [self.tokenizer(x, add_special_tokens=False)["input_ids"] for x in labels]
-                    scores = score_labels(model, [ids], label_ids, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
+                    scores = score_labels(model, [ids], label_ids, self.tokenizer.pad_token_id,
+                                          self.tokenizer.eos_token_id)
                     texts.append(labels[constrained_choice(label_ids, scores[0])])
                 else:
                     texts.append(generate(model, self.tokenizer, [ids], p["max_tokens"], p["stop"])[0])

@@ -47,7 +47,8 @@ def test_evaluation_logs_one_offline_run_readable_by_the_analysis(offline_wandb,
 
     def capture(self, exit_code=0):
         if self.run is not None:
-            summary = {k: v if isinstance(v, int | float | str) else "<media>" for k, v in dict(self.run.summary).items()}
+            summary = {k: v if isinstance(v, int | float | str) else "<media>"
+                       for k, v in dict(self.run.summary).items()}
             seen.append((json.loads(json.dumps(dict(self.run.config))), summary, exit_code,
                          self.run.id, self.run.name, self.run.group))
         finish(self, exit_code)

@@ -123,7 +123,8 @@ def test_no_import_hidden_in_a_function():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 hidden += [f"{name}:{n.lineno}" for n in ast.walk(node)
-                           if isinstance(n, ast.ImportFrom) and (n.level or (n.module or "").startswith("latent_traits"))
+                           if isinstance(n, ast.ImportFrom)
+                           and (n.level or (n.module or "").startswith("latent_traits"))
                            or isinstance(n, ast.Import) and any(a.name.startswith("latent_traits") for a in n.names)]
     assert hidden == []
 

@@ -91,7 +91,8 @@ def test_analysis_refuses_a_foreign_report_dir_before_reading_anything(tmp_path)
 # -- the bad-input table of names that become paths: (case, entry, overrides, message) -------------
 
 PATH_CASES = [
-    ("tag_escapes_artifacts", "train", ["tag='../../../../victim'"], r"tag='\.\./\.\./\.\./\.\./victim' cannot be used"),
+    ("tag_escapes_artifacts", "train", ["tag='../../../../victim'"],
+     r"tag='\.\./\.\./\.\./\.\./victim' cannot be used"),
     ("tag_with_slash", "train", ["tag=a/b"], r"tag='a/b' cannot be used in a path"),
     ("tag_hidden", "train", ["tag=.x"], r"tag='\.x' cannot be used"),
     ("source_name_dotdot", "train", ["source_dataset.name=.."], r"source_dataset\.name='\.\.' cannot be used"),

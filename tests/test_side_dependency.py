@@ -153,7 +153,8 @@ def test_judged_cells_use_the_verdict_and_drop_invalid_ones(tmp_path):
     write_cell(tmp_path, BASE_ADAPTER_ID, "gsm8k", dict.fromkeys(ids, False))
     ctx = context(tmp_path)
     record = ctx.records("gsm8k")[0]
-    rows = [{"id": i, "correct": False, "judge_verdict": v} for i, v in zip(ids, [True, None, False, True], strict=True)]
+    verdicts = [True, None, False, True]
+    rows = [{"id": i, "correct": False, "judge_verdict": v} for i, v in zip(ids, verdicts, strict=True)]
     write_jsonl(Path(record["_path"]).with_name("gsm8k.predictions.jsonl"), rows)
     assert dependency.outcomes(ctx, record) == dict.fromkeys(ids, False)
     record["primary_metric"] = "judge_accuracy"

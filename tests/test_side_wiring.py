@@ -93,7 +93,8 @@ def test_default_analyze_config_selects_every_side_analysis():
     assert list(AnalysisOptions.from_config(cfg.analysis).side) == list(ORDER)
     assert all((CONF_ANALYSIS / f"{n}.yaml").read_text().startswith(f"# @package analysis.{n}\n")
                for n in ORDER)
-    assert list(AnalysisOptions.from_config(compose_config("analyze", ["analysis=[pca,lengths]"]).analysis).side) == ["lengths"]
+    chosen = compose_config("analyze", ["analysis=[pca,lengths]"]).analysis
+    assert list(AnalysisOptions.from_config(chosen).side) == ["lengths"]
     assert AnalysisOptions.from_config(compose_config("analyze", ["analysis=pca"]).analysis).side == {}
 
 

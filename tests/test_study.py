@@ -67,7 +67,8 @@ def test_every_study_source_fits_its_max_length_as_the_preset_says(tmp_path, tin
         examples, _ = load_examples(spec, "train", n=cfg.source_dataset.n, seed=0,
                                     transforms=to_plain(cfg.source_dataset.get("transforms")))
         kept, dropped[source] = fit_answers(spec, examples, tokenizer, cfg.data.max_length, cfg.data.overlong)
-        assert len(kept) >= cfg.trainer.max_steps * cfg.data.batch_size / 2, source  # each kept example seen at most twice
+        # each kept example is seen at most twice
+        assert len(kept) >= cfg.trainer.max_steps * cfg.data.batch_size / 2, source
     assert [s for s, n in dropped.items() if n] == ["magicoder"]
 
 

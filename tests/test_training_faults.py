@@ -222,6 +222,8 @@ def test_a_folder_of_someone_elses_where_the_adapter_goes_is_refused_not_replace
     folder = adapter_dir(cfg)
     folder.mkdir(parents=True)
     (folder / "notes.md").write_text("mine")
-    with pytest.raises(LatentTraitsError, match=r"the adapter folder .*lora_r8_s0 holds files latent-traits did not write \(notes\.md\).*tag=<name>"):
+    with pytest.raises(LatentTraitsError,
+                       match=r"the adapter folder .*lora_r8_s0 holds files latent-traits did not write "
+                             r"\(notes\.md\).*tag=<name>"):
         train_adapter(cfg)
     assert [p.name for p in folder.iterdir()] == ["notes.md"]

@@ -121,11 +121,13 @@ RULES: dict[str, dict[str, Rule]] = {
     "train": {
         **COMMON_RULES,
         "data.train_n": _int(64, 1, nullable=True), "data.batch_size": _int(4, 1), "data.max_length": _int(256, 8),
-        "data.num_workers": _int(0, 0), "data.group_by_length": Rule("bool", False), "data.packing": Rule("bool", False),
+        "data.num_workers": _int(0, 0), "data.group_by_length": Rule("bool", False),
+        "data.packing": Rule("bool", False),
         "data.padding_free": Rule("bool", True),
         "data.loss_span": Rule("choice", "response", choices=("full", "response", "label", "all_but_label")),
         "data.overlong": Rule("choice", "refuse", choices=("refuse", "drop")),
-        "lora.r": _int(8, 1), "lora.lora_alpha": Rule("number", 16, above=0), "lora.lora_dropout": Rule("number", 0.0, low=0, below=1),
+        "lora.r": _int(8, 1), "lora.lora_alpha": Rule("number", 16, above=0),
+        "lora.lora_dropout": Rule("number", 0.0, low=0, below=1),
         "optim.lr": Rule("number", 2e-3, above=0), "optim.weight_decay": Rule("number", 0.0, low=0),
         "optim.warmup_steps": _int(4, 0), "optim.scheduler": Rule("choice", "cosine", choices=("cosine", "constant")),
         # 0 steps would write a "complete" adapter that never trained; -1: no step limit (max_epochs)
@@ -135,13 +137,15 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "evaluate": {
         **COMMON_RULES,
-        "eval.n": _int(32, 1, nullable=True), "eval.batch_size": _int(32, 1), "eval.decode_rows": _int(128, 1, nullable=True),
+        "eval.n": _int(32, 1, nullable=True), "eval.batch_size": _int(32, 1),
+        "eval.decode_rows": _int(128, 1, nullable=True),
         "eval.pass_cost_tokens": _int(32, 0, nullable=True), "eval.include_base": Rule("bool", True),
         "eval.mixed_adapter_batches": Rule("bool", True), "eval.max_adapters_per_batch": _int(8, 1),
         "eval.code_execution": Rule("choice", "off", choices=("off", "sandboxed")),
         "eval.decoding.classification": Rule("choice", "constrained", choices=("constrained", "loglik")),
         "eval.decoding.do_sample": Rule("bool", False), "eval.decoding.temperature": Rule("number", 0.7, above=0),
-        "eval.decoding.top_p": Rule("number", 0.95, above=0, high=1), "eval.decoding.max_new_tokens_cap": _int(96, 1, nullable=True),
+        "eval.decoding.top_p": Rule("number", 0.95, above=0, high=1),
+        "eval.decoding.max_new_tokens_cap": _int(96, 1, nullable=True),
     },
     "analyze": {  # the analysis group's files may change: check what is there
         "analysis.n_components": _int(2, 1, nullable=True, required=False),
@@ -169,7 +173,8 @@ def check_config(cfg: Any) -> None:
                 f"{key} is missing from the config (deleted with ~{key}, or a config file lacks it): put it "
                 f"back, e.g. +{key}={_show(rule.example)}; `python {task}.py --cfg job` prints the composed config")
         if not rule.accepts(value):
-            raise LatentTraitsError(f"{key}={_show(value)}: must be {rule.describe()}, e.g. {key}={_show(rule.example)}")
+            raise LatentTraitsError(
+                f"{key}={_show(value)}: must be {rule.describe()}, e.g. {key}={_show(rule.example)}")
     check_path_names(cfg)
 
 

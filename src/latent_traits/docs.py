@@ -146,7 +146,8 @@ def _selections(docs: dict[Path, ConfigDoc], conf: Path) -> dict[str, list[str]]
     for path, doc in docs.items():
         for item in doc.defaults:
             if item.group:
-                used.setdefault(item.group, []).append(f"`{path.relative_to(conf.parent).as_posix()}` ({_code(item.entry)})")
+                where = path.relative_to(conf.parent).as_posix()
+                used.setdefault(item.group, []).append(f"`{where}` ({_code(item.entry)})")
     return used
 
 

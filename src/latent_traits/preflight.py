@@ -96,7 +96,7 @@ def check_group_options(dirs: Sequence[Path], argv: Sequence[str], entry: str | 
 
 def check_experiment_serves(dirs: Sequence[Path], name: str, entry: str) -> None:
     """A preset names the entry points it is written for (`experiment_stages`, default train)."""
-    path = next((d / "experiment" / f"{name}.yaml" for d in dirs if (d / "experiment" / f"{name}.yaml").is_file()), None)
+    path = next((p for p in (d / "experiment" / f"{name}.yaml" for d in dirs) if p.is_file()), None)
     if path is None:
         return
     stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("experiment_stages") or ["train"]

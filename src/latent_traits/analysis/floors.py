@@ -5,8 +5,9 @@ the upper end of the exact (Clopper-Pearson) interval at `level` for 0 successes
 p <= 1 - ((1 - level) / 2) ** (1 / n) (about 3.7 / n at 95%: 0.109 at n = 32, 0.018 at
 n = 200). Within noise of 1 is the mirror image. A task is at floor (ceiling) when every row
 of its column is; a row whose n is unknown (e.g. a W&B run that logged no count) counts only
-at exactly 0 (1); a column with a score outside [0, 1] is not a share and never flagged. Such a column carries no signal about which adapter does what, so the PCA
-leaves it out by default (analysis.floor_ceiling=exclude|keep).
+at exactly 0 (1); a column with a score outside [0, 1] is not a share and never flagged. Such
+a column carries no signal about which adapter does what, so the PCA leaves it out by default
+(analysis.floor_ceiling=exclude|keep).
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def render_card(data: dict[str, Any], roles: list[str]) -> str:
     for split, s in data["splits"].items():
         for field in ("input", "target"):
             st = s[f"{field}_chars"]
-            lines.append(f"| {split} | {field} | {st['mean']} | {st['median']:.0f} | {st['p95']:.0f} | {st['max']:.0f} |")
+            lines.append(f"| {split} | {field} | {st['mean']} | {st['median']:.0f} | {st['p95']:.0f} "
+                         f"| {st['max']:.0f} |")
     example = data["splits"]["train"]["example"]
     text = format_prompt(spec, example["input"]) + str(example["target"])
     if len(text) > EXAMPLE_MAX_CHARS:

@@ -503,7 +503,8 @@ def judge_rows(cfg: DictConfig, state: dict[str, Any], examples: list[dict], row
     except (ConfigError, OutputWriteError):
         raise
     except Exception as err:
-        state["judge_error"] = f"the judge failed ({type(err).__name__}: {err}); the predictions are kept and a rerun only judges"
+        state["judge_error"] = (f"the judge failed ({type(err).__name__}: {err}); the predictions are kept and a "
+                                "rerun only judges")
         raise
 
 

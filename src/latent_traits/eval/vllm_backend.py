@@ -203,7 +203,8 @@ class VllmEngine:
         from vllm import sampling_params as sampling_module
 
         prompts = [encode_prompt(spec, e["input"], self.tokenizer, max_input_tokens) for e in examples]
-        label_lengths = [len(self.tokenizer(label, add_special_tokens=False)["input_ids"]) for label in spec.labels or ()]
+        label_lengths = [len(self.tokenizer(label, add_special_tokens=False)["input_ids"])
+                         for label in spec.labels or ()]
         params = [to_sampling_params(sampling_kwargs(spec, decoding, i, label_lengths), sampling_module)
                   for i in range(len(examples))]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,

@@ -75,7 +75,8 @@ def fused_loss_unsupported(causal_lm: Any) -> str | None:
         return f"model type {model_type!r} is not one of {sorted(PLAIN_HEAD_MODEL_TYPES)}"
     head = causal_lm.get_output_embeddings()
     if type(head) is not torch.nn.Linear or head.bias is not None:
-        return f"the output head is a {type(head).__name__}, not a plain bias-free Linear (an adapter or quantisation on it)"
+        return (f"the output head is a {type(head).__name__}, not a plain bias-free Linear (an adapter or "
+                "quantisation on it)")
     if getattr(head.weight, "quant_state", None) is not None:
         return "the output head is quantised"
     return None
