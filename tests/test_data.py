@@ -268,7 +268,7 @@ def test_hub_rows_are_mapped_thresholded_and_split(monkeypatch, specs):
                                                 for i in range(50)],
     }
     monkeypatch.setattr(datasets, "load_dataset",
-                        lambda hub_id, subset, split: datasets.Dataset.from_list(tables[hub_id]))
+                        lambda hub_id, subset, split, revision=None: datasets.Dataset.from_list(tables[hub_id]))
     pile, _ = load_examples(specs["pile"], "train", source="hub")
     assert [e["label"] for e in pile] == ["0"] * 5 + ["1"] * 5
     [nli], _ = load_examples(specs["mnli"], "test", source="hub")

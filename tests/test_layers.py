@@ -13,7 +13,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CORE = {"contracts", "errors", "io", "locks", "redact", "rerun", "safe_paths", "yaml_comments"}
-TOOLS = {"latent_traits.docs", "latent_traits.preflight", "latent_traits.data.__main__"}
+TOOLS = {"latent_traits.docs", "latent_traits.preflight", "latent_traits.data.__main__",
+         "latent_traits.data.check"}  # data check reads data and parses answers as evaluation scores them
 RANK = {"core": 0, "data": 1, "config": 2, "model": 3, "train": 4, "eval": 4, "analysis": 5, "tools": 6}
 
 def modules(src: Path = SRC) -> dict[str, Path]:

@@ -44,8 +44,16 @@ def pick_split(examples: list[dict[str, Any]], split: str, test_fraction: float)
     return chosen
 
 
+def row_id(row: dict[str, Any], id_column: str | list[str] | None, position: int) -> str:
+    """A row's id: its id column's value, or several columns' joined by '-', else its position."""
+    names = [id_column] if isinstance(id_column, str) else list(id_column or [])
+    if names and all(n in row for n in names):
+        return "-".join(str(row[n]) for n in names)
+    return str(position)
+
+
 def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str, *, id_prefix: str,
-                id_column: str | None = None, input_template: str | None = None,
+                id_column: str | list[str] | None = None, input_template: str | None = None,
                 label_threshold: float | None = None) -> list[dict[str, Any]]:
     """Rows with the source's own column names -> raw examples {id, input, label | target, ...}.
 
@@ -59,7 +67,7 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
         raise LatentTraitsError(f"{origin}: column(s) {missing} missing; columns present: {present}")
     examples = []
     for i, row in enumerate(rows):
-        example = {"id": f"{id_prefix}-{row[id_column] if id_column and id_column in row else i}"}
+        example = {"id": f"{id_prefix}-{row_id(row, id_column, i)}"}
         for field_name, column in columns.items():
             names = [column] if isinstance(column, str) else list(column)
             absent = [c for c in names if c not in row]
@@ -79,7 +87,9 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
     return examples
 
 
-def load_hub(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
+def load_hub(spec: TaskSpec, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The task's hub split as raw examples; `limit`: only its first rows (a schema check).
+    `hub.revision` pins the dataset's commit (recorded in the provenance's source)."""
     if not spec.hub:
         raise LatentTraitsError(f"task {spec.name!r} has no hub source; use data.source=offline")
     hub = spec.hub
@@ -87,7 +97,8 @@ def load_hub(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
     try:
         import datasets
 
-        table = datasets.load_dataset(hub["id"], hub.get("subset"), split=hub_split)
+        table = datasets.load_dataset(hub["id"], hub.get("subset"), revision=hub.get("revision"),
+                                      split=f"{hub_split}[:{limit}]" if limit else hub_split)
     except Exception as err:  # network, auth and missing-dataset errors all land here
         raise LatentTraitsError(
             f"could not load {hub['id']} (subset {hub.get('subset')}, split {hub_split}) from the "
@@ -101,6 +112,21 @@ def load_hub(spec: TaskSpec, split: str) -> list[dict[str, Any]]:
         rows, dict(hub.get("columns") or {}), f"hub dataset {hub['id']} (split {hub_split})",
         id_prefix=f"{spec.name}-{hub_split}", id_column=hub.get("id_column"),
         input_template=hub.get("input_template"), label_threshold=hub.get("label_threshold"))
+
+
+def hub_origin(spec: TaskSpec) -> str:
+    """hub:<id>, and @<revision> where the task pins one."""
+    hub = spec.hub or {}
+    return f"hub:{hub.get('id')}" + (f"@{hub['revision']}" if hub.get("revision") else "")
+
+
+def check_unique_ids(examples: list[dict[str, Any]], origin: str, spec: TaskSpec) -> None:
+    """Every example id once: analyses key predictions by id, and a repeated id would merge rows."""
+    repeated = [i for i, n in Counter(str(e["id"]) for e in examples).items() if n > 1]
+    if repeated:
+        raise LatentTraitsError(
+            f"{origin}: {len(repeated)} example id(s) repeat in task {spec.name!r}, e.g. {repeated[:3]}; give "
+            "the task's hub block an id_column (or a list of columns) that is unique, e.g. id_column: [lang, index]")
 
 
 def hub_split_is_shared(spec: TaskSpec) -> bool:
@@ -243,7 +269,7 @@ def load_examples(
         origin = f"offline:{spec.offline.get('loader')}"
         examples = pick_split(pool, split, test_fraction)
     elif source == "hub":
-        examples, origin = load_hub(spec, split), f"hub:{spec.hub['id'] if spec.hub else None}"
+        examples, origin = load_hub(spec, split), hub_origin(spec)
         if hub_split_is_shared(spec):  # one hub split: train and test by a stable hash of the id
             examples = pick_split(examples, split, test_fraction)
     elif source == "local":
@@ -263,6 +289,7 @@ def load_examples(
             "check the split settings or the file")
     examples = normalise_all(spec, examples, origin)
     check_labels(spec, examples, origin)
+    check_unique_ids(examples, origin, spec)
     examples, transform_report = apply_transforms(
         examples, list(spec.labels) if spec.is_classification else None, transforms, n, seed)
     if not examples:

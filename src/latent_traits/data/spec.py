@@ -9,6 +9,7 @@ from typing import Any
 from latent_traits.errors import LatentTraitsError
 
 TASK_TYPES = ("classification", "generation")
+ANSWER_FORM_NAMES = ("remainder", "undefined")  # eval/scorers.py reads them
 SCORERS = ("exact_label", "numeric", "code_match", "none")  # none: no automatic score (refused as a target)
 
 
@@ -25,6 +26,7 @@ class TaskSpec:
     tags: tuple[str, ...] = ()
     max_new_tokens: int = 16
     stop: tuple[str, ...] = ()
+    answer_forms: tuple[str, ...] = ()  # numeric scorer: answers besides one number (remainder, undefined)
     offline: Mapping[str, Any] = field(default_factory=dict)
     hub: Mapping[str, Any] | None = None
     local: Mapping[str, Any] | None = None  # {columns: {input: <col>, label|target: <col>}} for your own files
@@ -35,6 +37,9 @@ class TaskSpec:
             raise LatentTraitsError(f"task {self.name!r}: type {self.type!r} is not one of {TASK_TYPES}")
         if self.scorer not in SCORERS:
             raise LatentTraitsError(f"task {self.name!r}: scorer {self.scorer!r} is not one of {SCORERS}")
+        unknown = sorted(set(self.answer_forms) - set(ANSWER_FORM_NAMES))
+        if unknown:
+            raise LatentTraitsError(f"task {self.name!r}: answer_forms {unknown} are not among {ANSWER_FORM_NAMES}")
         if self.type == "classification" and not self.labels:
             raise LatentTraitsError(f"task {self.name!r}: a classification task needs `labels`")
 
@@ -55,7 +60,7 @@ class TaskSpec:
         from omegaconf import DictConfig, OmegaConf
 
         data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-        for key in ("labels", "tags", "stop"):
+        for key in ("labels", "tags", "stop", "answer_forms"):
             if data.get(key) is not None:
                 data[key] = tuple(str(x) for x in data[key])
         if data.get("label_map") is not None:

@@ -156,8 +156,8 @@ def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, A
         if code and code.get("execution") == "sandboxed":
             row.update(execute_against_reference(scored["code"], example, SandboxSettings.from_config(code["sandbox"])))
         return row
-    reference = reference_answer(example)
-    scored = score_numeric(text, reference)
+    reference = reference_answer(example, spec.answer_forms)
+    scored = score_numeric(text, reference, spec.answer_forms)
     return {"reference": reference, "parsed": scored["flexible"], "parsed_strict": scored["strict"],
             "correct": scored["flexible_correct"], "strict_correct": scored["strict_correct"],
             "flexible_correct": scored["flexible_correct"]}
