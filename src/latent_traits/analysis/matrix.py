@@ -203,3 +203,22 @@ def stand_in_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return found
+
+
+def adapter_sources(cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Matrix row -> what its adapter trained on: the source's name, its task's name, type and
+    tags (from the adapter's recorded settings, else the same-named column's task); base excluded."""
+    sources: dict[str, dict[str, Any]] = {}
+    for r in cells:
+        row = r.get("_row", r["adapter"]["id"])
+        if is_base(row) or row in sources:
+            continue
+        source = (r["adapter"].get("train_config") or {}).get("source_dataset") or {}
+        task = source.get("task") or {}  # without settings (W&B): the adapter's source name
+        name = task.get("name") or r["adapter"].get("source_dataset")
+        column = next((c["task"] for c in cells if c["task"]["name"] == name), {})
+        sources[row] = {"name": source.get("name") or r["adapter"].get("source_dataset"), "task": name,
+                        "type": task.get("type") or column.get("type"),
+                        "tags": list(task.get("tags") or column.get("tags") or [])}
+    return sources
+

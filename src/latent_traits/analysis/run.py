@@ -125,18 +125,7 @@ def analyze_records(
 
 def evidence(a: Analysis) -> fd.Evidence:
     """What the findings engine reads from the analysis (nothing is recomputed)."""
-    sources = {}
-    for r in a.cells:
-        row = r.get("_row", r["adapter"]["id"])
-        if mx.is_base(row) or row in sources:
-            continue
-        source = (r["adapter"].get("train_config") or {}).get("source_dataset") or {}
-        task = source.get("task") or {}  # without settings (W&B): the adapter's source name
-        name = task.get("name") or r["adapter"].get("source_dataset")
-        column = next((c["task"] for c in a.cells if c["task"]["name"] == name), {})
-        sources[row] = {"name": source.get("name") or r["adapter"].get("source_dataset"), "task": name,
-                        "type": task.get("type") or column.get("type"),
-                        "tags": list(task.get("tags") or column.get("tags") or [])}
+    sources = mx.adapter_sources(a.cells)
     types = {r["task"]["name"]: r["task"].get("type") for r in a.cells}
     return fd.Evidence(
         matrix=a.matrix, delta=a.delta, counts=a.counts, level=a.options.bootstrap.level,

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from .findings import table as findings_table
+from .in_domain import in_domain_blocks
 from .state import Analysis
 
 TOP_TASKS = 3
@@ -133,6 +134,7 @@ def build_blocks(a: Analysis, meta: dict[str, Any], figs: dict[str, bytes]) -> l
         b += [("h2", "Change over the base model"), ("table", a.delta, "{:+.3f}"),
               *_figure(figs, "delta.png", "Adapter score minus base score (paired bootstrap: "
                                           "base and adapter share each resampled test set).")]
+        b += in_domain_blocks(a)
     b += [("h2", "Per-task z-scores"),
           *_figure(figs, "zscores.png", "Each task standardised over the rows shown: which "
                                         "adapters stand out on a task, whatever its scale.")]
