@@ -222,3 +222,8 @@ def adapter_sources(cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                         "tags": list(task.get("tags") or column.get("tags") or [])}
     return sources
 
+
+def pca_input(matrix: pd.DataFrame, delta: pd.DataFrame | None, view: str, excluded: list[str]) -> pd.DataFrame:
+    """What the PCA reads: the delta view (or the raw adapter rows), without the excluded tasks."""
+    data = delta if view == "delta" else adapter_rows(matrix)
+    return data.drop(columns=excluded)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import pandas as pd
 
 from latent_traits.eval.records import find_records
 from latent_traits.safe_paths import check_replaceable
@@ -21,7 +24,7 @@ from . import store
 from .errors import AnalysisError, NoRecordsError
 from .floors import floor_ceiling
 from .options import AnalysisOptions, BootstrapOptions, PCAOptions, TransferOptions
-from .pca import fit_pca, pca_skip_reason
+from .pca import PCAResult, fit_pca, pca_skip_reason
 from .report import previous_report_files, write_report
 from .seeds import seed_table
 from .side.context import SideContext
@@ -35,43 +38,56 @@ __all__ = ["AnalysisOptions", "BootstrapOptions", "PCAOptions", "TransferOptions
 log = logging.getLogger(__name__)
 
 
-def _uncertainty(a: Analysis) -> None:
-    o = a.options.bootstrap
+class Uncertainty(NamedTuple):
+    """Bootstrap intervals of the cells, their changes over the base and the PCA."""
+
+    replicates: bs.Replicates | None = None
+    intervals: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None
+    pca_ci: dict[str, Any] | None = None
+    note: str | None = None
+
+
+class Transfer(NamedTuple):
+    """Held-out-task prediction from the traits (transfer.py)."""
+
+    table: pd.DataFrame | None = None
+    predictions: pd.DataFrame | None = None
+    k: int | None = None
+    note: str | None = None
+
+
+def uncertainty(matrix: pd.DataFrame, delta: pd.DataFrame | None, cells: list[dict[str, Any]],
+                imputed: list, pca: PCAResult | None, used_tasks: list[str],
+                options: AnalysisOptions) -> Uncertainty:
+    o = options.bootstrap
     if o.n_resamples == 0:
-        a.bootstrap_note = "the bootstrap is off (analysis.bootstrap.n_resamples=0)"
-        return
-    reps = bs.resample_matrix(a.matrix, a.cells, o.n_resamples, o.seed, o.level, a.imputed)
+        return Uncertainty(note="the bootstrap is off (analysis.bootstrap.n_resamples=0)")
+    reps = bs.resample_matrix(matrix, cells, o.n_resamples, o.seed, o.level, imputed)
     if reps is None:
-        a.bootstrap_note = "no cell has a usable predictions file, so no intervals"
-        return
-    a.replicates = reps
-    a.intervals = bs.cell_intervals(reps, a.matrix, a.delta)
-    if a.pca is not None:
-        kept = [list(a.matrix.columns).index(t) for t in a.pca_input.columns]
+        return Uncertainty(note="no cell has a usable predictions file, so no intervals")
+    pca_ci: dict[str, Any] = {}
+    if pca is not None:
+        kept = [list(matrix.columns).index(t) for t in used_tasks]
         used = bs.Replicates(reps.values[:, :, kept], reps.has_ci.iloc[:, kept], reps.level)
-        a.pca_ci = bs.pca_intervals(used, a.matrix.iloc[:, kept], a.pca, a.options.view)
+        pca_ci = bs.pca_intervals(used, matrix.iloc[:, kept], pca, options.view)
     without = int((~reps.has_ci).to_numpy().sum())
-    if without:
-        a.bootstrap_note = f"{without} cell(s) have no predictions to resample (no interval)"
+    return Uncertainty(reps, bs.cell_intervals(reps, matrix, delta), pca_ci,
+                       f"{without} cell(s) have no predictions to resample (no interval)" if without else None)
 
 
-def _transfer(a: Analysis) -> None:
-    o = a.options.transfer
+def transfer(data: pd.DataFrame, options: AnalysisOptions) -> Transfer:
+    o = options.transfer
     if not o.enabled:
-        a.transfer_note = "off (analysis.transfer.enabled=false)"
-        return
-    data = a.pca_input
+        return Transfer(note="off (analysis.transfer.enabled=false)")
     most = supported_k(*data.shape)
     if most < 1:
-        a.transfer_note = (f"needs at least 5 adapters and 2 tasks; the matrix has "
-                           f"{data.shape[0]} adapters x {data.shape[1]} tasks")
-        return
+        return Transfer(note=f"needs at least 5 adapters and 2 tasks; the matrix has "
+                             f"{data.shape[0]} adapters x {data.shape[1]} tasks")
     k = most if o.k is None else min(o.k, most)
-    if o.k is not None and o.k > most:
-        a.transfer_note = f"analysis.transfer.k={o.k} lowered to {most}, all the matrix supports"
-    a.transfer_k = k
-    a.transfer_predictions = loto_predictions(data, k, a.options.standardize)
-    a.transfer = transfer_summary(a.transfer_predictions)
+    note = (f"analysis.transfer.k={o.k} lowered to {most}, all the matrix supports"
+            if o.k is not None and o.k > most else None)
+    predictions = loto_predictions(data, k, options.standardize)
+    return Transfer(transfer_summary(predictions), predictions, k, note)
 
 
 def analyze_records(
@@ -79,8 +95,10 @@ def analyze_records(
     options: AnalysisOptions | None = None,
     model_name: str | None = None,
 ) -> Analysis:
-    """Build the matrix and its views from cell records, fit PCA on the adapter rows, add
-    bootstrap intervals, seed spreads and transfer prediction."""
+    """The analysis as a pipeline of steps, each reading what it needs and returning its part:
+    cells -> matrix and its views -> floor/ceiling -> PCA and traits -> bootstrap intervals ->
+    transfer prediction; then the side analyses and the findings read that whole, and the
+    result is one frozen Analysis."""
     o = options or AnalysisOptions()
     if not records:
         raise NoRecordsError("no cell records to analyse")
@@ -98,29 +116,34 @@ def analyze_records(
     versions: dict[str, set] = {}
     for r in cells:
         versions.setdefault(r["task"]["name"], set()).add(str(r["task"].get("version")))
+    counts = mx.count_matrix(cells).reindex_like(matrix)
+    floors = floor_ceiling(matrix, counts, o.bootstrap.level)
+    data = mx.pca_input(matrix, delta, o.view, list(floors) if o.floor_ceiling == "exclude" else [])
+    pca_note = ("every task is at floor or ceiling (analysis.floor_ceiling=exclude)"
+                if data.shape[1] == 0 else pca_skip_reason(data, o.center))
+    pca, traits, traits_given = None, [], []
+    if pca_note is None:
+        pca = fit_pca(data, o.n_components, o.center, o.standardize)
+        traits, traits_given = trait_names(pca.loadings, task_tags(cells), o.trait_names)
+    else:
+        log.warning("%s The report shows the matrix only.", pca_note)
+    spread = uncertainty(matrix, delta, cells, imputed, pca, list(data.columns), o)
+    held_out = transfer(data, o)
     a = Analysis(
-        options=o, cells=cells, ignored=ignored, matrix=matrix,
-        counts=mx.count_matrix(cells).reindex_like(matrix), delta=delta, pca=None,
-        pca_note=None, dropped=dropped, stand_in=mx.stand_in_cells(cells),
+        options=o, cells=cells, ignored=ignored, matrix=matrix, counts=counts, delta=delta, pca=pca,
+        pca_note=pca_note, dropped=dropped, stand_in=mx.stand_in_cells(cells),
         missing=mx.missing_cells(full), imputed=imputed,
         long=store.long_table(records, cells), zscores=mx.zscore_view(matrix),
-        seeds=seed_table(matrix),
+        traits=traits, traits_given=traits_given,
+        intervals=dict(spread.intervals or {}), pca_ci=dict(spread.pca_ci or {}),
+        bootstrap_note=spread.note, seeds=seed_table(matrix), transfer=held_out.table,
+        transfer_predictions=held_out.predictions, transfer_k=held_out.k, transfer_note=held_out.note,
         mixed_versions={t: sorted(v) for t, v in versions.items() if len(v) > 1},
+        floor_ceiling=floors, replicates=spread.replicates,
     )
-    a.floor_ceiling = floor_ceiling(matrix, a.counts, o.bootstrap.level)
-    a.pca_note = ("every task is at floor or ceiling (analysis.floor_ceiling=exclude)"
-                  if a.pca_input.shape[1] == 0 else pca_skip_reason(a.pca_input, o.center))
-    if a.pca_note is None:
-        a.pca = fit_pca(a.pca_input, o.n_components, o.center, o.standardize)
-        a.traits, a.traits_given = trait_names(a.pca.loadings, task_tags(cells), o.trait_names)
-    else:
-        log.warning("%s The report shows the matrix only.", a.pca_note)
-    _uncertainty(a)
-    _transfer(a)
-    if o.side:
-        a.side = run_selected(SideContext(a), o.side)
-    a.findings = fd.evaluate(evidence(a))
-    return a
+    side = run_selected(SideContext(a), o.side) if o.side else []
+    a = replace(a, side=side)
+    return replace(a, findings=fd.evaluate(evidence(a)))
 
 
 def evidence(a: Analysis) -> fd.Evidence:

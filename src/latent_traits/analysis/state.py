@@ -29,9 +29,10 @@ class SideResult:
     seconds: float | None = None  # set by the registry
 
 
-@dataclass
+@dataclass(frozen=True)
 class Analysis:
-    """Everything the report shows, computed from the records."""
+    """Everything the report shows, computed from the records by run.analyze_records; frozen:
+    the report's sections and the side analyses read it and return their own parts."""
 
     options: AnalysisOptions
     cells: list[dict[str, Any]]  # the records used, one per (adapter, task)
@@ -70,5 +71,4 @@ class Analysis:
 
     @property
     def pca_input(self) -> pd.DataFrame:
-        data = self.delta if self.options.view == "delta" else mx.adapter_rows(self.matrix)
-        return data.drop(columns=self.excluded)
+        return mx.pca_input(self.matrix, self.delta, self.options.view, self.excluded)
