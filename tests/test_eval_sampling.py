@@ -10,11 +10,11 @@ from conftest import compose_config
 from latent_traits.config import target_specs
 from latent_traits.data.load import load_examples
 from latent_traits.eval.cells import run_cell
-from latent_traits.eval.decoding import generate
+from latent_traits.eval.decoding import Sampling, generate
 from latent_traits.eval.runner import cell_seed, decoding_settings, evaluate_all
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SAMPLED = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
+SAMPLED = {"temperature": 0.7, "top_p": 0.95}
 
 
 def prompts(tokenizer) -> list[list[int]]:
@@ -26,10 +26,11 @@ def prompts(tokenizer) -> list[list[int]]:
 def test_same_seed_same_samples_other_seed_other_samples(tiny_tokenizer_and_model):
     tokenizer, model = tiny_tokenizer_and_model
     batch = prompts(tokenizer)
-    first = generate(model, tokenizer, batch, max_new_tokens=12, stop=[], seed=11, **SAMPLED)
-    generate(model, tokenizer, batch, max_new_tokens=12, stop=[], seed=99, **SAMPLED)  # moves the RNG
-    again = generate(model, tokenizer, batch, max_new_tokens=12, stop=[], seed=11, **SAMPLED)
-    other = generate(model, tokenizer, batch, max_new_tokens=12, stop=[], seed=12, **SAMPLED)
+    first = generate(model, tokenizer, batch, max_new_tokens=12, stop=[], sampling=Sampling(**SAMPLED, seed=11))
+    # a call with another seed in between moves the RNG
+    generate(model, tokenizer, batch, max_new_tokens=12, stop=[], sampling=Sampling(**SAMPLED, seed=99))
+    again = generate(model, tokenizer, batch, max_new_tokens=12, stop=[], sampling=Sampling(**SAMPLED, seed=11))
+    other = generate(model, tokenizer, batch, max_new_tokens=12, stop=[], sampling=Sampling(**SAMPLED, seed=12))
     greedy = generate(model, tokenizer, batch, max_new_tokens=12, stop=[])
     assert first == again
     assert other != first
@@ -56,7 +57,7 @@ def test_sampled_cell_twice_gives_identical_rows(tiny_tokenizer_and_model, tmp_p
     cfg = compose_config("evaluate", ["model=tiny_llama", "target_task=[goat]"], tmp_path)
     ((spec, entry),) = target_specs(cfg)
     examples, _ = load_examples(spec, split="test", n=6, seed=0)
-    decoding = {**SAMPLED, "max_new_tokens_cap": 8}
+    decoding = {"do_sample": True, **SAMPLED, "max_new_tokens_cap": 8}
 
     def run(seed):
         rows, *_ = run_cell(model, tokenizer, spec, examples, batch_size=4, max_input_tokens=64,

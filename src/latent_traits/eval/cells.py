@@ -18,6 +18,8 @@ from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.code import SandboxSettings, execute_against_reference, score_code_match
 from latent_traits.eval.decoding import (
+    Batching,
+    Sampling,
     SharedPrefix,
     common_prefix_length,
     constrained_choice,
@@ -170,21 +172,21 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
     seed, sampled = decoding.get("seed"), bool(decoding.get("do_sample", False))
     if seed is not None and table.adapters != [None]:
         raise LatentTraitsError("sampled cells are decoded one cell at a time (their seeds are per cell)")
-    settings = {"max_new_tokens": max_new_tokens(spec, decoding), "stop": list(spec.stop), "do_sample": sampled,
-                "temperature": float(decoding.get("temperature", 1.0)), "top_p": float(decoding.get("top_p", 1.0))}
+    limits = {"max_new_tokens": max_new_tokens(spec, decoding), "stop": list(spec.stop)}
     if sampled:  # one generate call per batch, seeded per batch: batches are a fixed partition
         for b, batch in enumerate(progress(table.batches)):
             prompts, routing = table.batch(batch)
-            outputs = generate(model, tokenizer, prompts, seed=None if seed is None else int(seed) + b,
-                               **settings, **routing)
+            sampling = Sampling(float(decoding.get("temperature", 1.0)), float(decoding.get("top_p", 1.0)),
+                                None if seed is None else int(seed) + b)
+            outputs = generate(model, tokenizer, prompts, sampling=sampling, **limits, **routing)
             for k, text in zip(batch, outputs, strict=True):
                 table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
         return
     prompts, routing = table.batch(table.order)
     with progress(None, total=len(table.order)) as bar:  # greedy: one continuously batched call
-        outputs = generate(model, tokenizer, prompts, batch_size=table.batch_size, passes=table.passes(pass_cost),
-                           max_rows=decode_rows, on_row_done=bar.update, prefix=prefix,
-                           **settings, **routing)
+        batching = Batching(table.batch_size, table.passes(pass_cost), decode_rows)
+        outputs = generate(model, tokenizer, prompts, batching=batching, on_row_done=bar.update, prefix=prefix,
+                           **limits, **routing)
     for k, text in zip(table.order, outputs, strict=True):
         table.put(k, generation_row(spec, examples[table.entries[k][1]], text, tokenizer, code))
 

@@ -191,26 +191,42 @@ def loglik_choice(scores: LabelScores) -> int:
 
 
 @torch.no_grad()
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled generation's settings; decoding without them is greedy."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None  # reseeds torch's generators first: the same call gives the same text
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How greedy decoding batches rows (see greedy_decode)."""
+
+    batch_size: int | None = None
+    passes: list[list[int]] | None = None
+    max_rows: int | None = None
+
+
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
-             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             seed: int | None = None, batch_size: int | None = None, on_row_done=None,
-             prefix: SharedPrefix | None = None, passes: list[list[int]] | None = None,
-             max_rows: int | None = None, **routing) -> list[str]:
+             sampling: Sampling | None = None, batching: Batching = Batching(), prefix: SharedPrefix | None = None,
+             on_row_done=None, **routing) -> list[str]:
     """Continue each prompt; cut each output at its first stop string.
-    Greedy decoding runs `greedy_decode` (see there for `batch_size`, `passes` and `max_rows`),
-    after `prefix` where one is given (every prompt starts with its tokens).
-    Sampling runs transformers' generate on the prompts as one left-padded batch, and with a seed
-    reseeds torch's generators first, so the same call gives the same text."""
+    Greedy decoding (no `sampling`) runs `greedy_decode` with `batching`, after `prefix` where one
+    is given (every prompt starts with its tokens). Sampling runs transformers' generate on the
+    prompts as one left-padded batch."""
     stop_ids = stop_token_ids(tokenizer, stop)
-    if not do_sample:
-        texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop, batch_size=batch_size,
-                              on_row_done=on_row_done, prefix=prefix, passes=passes, max_rows=max_rows, **routing)
+    if sampling is None:
+        texts = greedy_decode(model, tokenizer, prompts, max_new_tokens, stop_ids, stop,
+                              batch_size=batching.batch_size, on_row_done=on_row_done, prefix=prefix,
+                              passes=batching.passes, max_rows=batching.max_rows, **routing)
         return [cut_at_stop(text, stop) for text in texts]
-    if seed is not None:
-        torch.manual_seed(seed)  # every device's generator
+    if sampling.seed is not None:
+        torch.manual_seed(sampling.seed)  # every device's generator
     device = next(model.parameters()).device
     input_ids, attention, _ = (t.to(device) for t in left_pad(prompts, tokenizer.pad_token_id))
-    kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    kwargs = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
     if stop:
         from transformers import StoppingCriteriaList
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from latent_traits.data.catalog import conf_dir
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import longest_first
-from latent_traits.eval.decoding import generate
+from latent_traits.eval.decoding import Batching, generate
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.redact import redact_text, secret_values, without_url_credentials
 
@@ -135,8 +135,8 @@ class HFJudge(Judge):
         order = longest_first([len(p) for p in prompts])
         with tqdm(total=len(prompts), desc="judge", unit="row", leave=False) as bar:
             outputs = generate(self.model, self.tokenizer, [prompts[i] for i in order],
-                               max_new_tokens=self.max_new_tokens, stop=["</answer>"], batch_size=self.batch_size,
-                               on_row_done=bar.update)
+                               max_new_tokens=self.max_new_tokens, stop=["</answer>"],
+                               batching=Batching(self.batch_size), on_row_done=bar.update)
         texts: list[str] = [""] * len(prompts)
         for i, text in zip(order, outputs, strict=True):
             # the stop string is cut off: put the closing tag back where an answer was opened
