@@ -10,6 +10,7 @@ import torch
 
 from latent_traits.eval.decoding import (
     LabelScores,
+    Sampling,
     SharedPrefix,
     StopOnText,
     common_prefix_length,
@@ -205,6 +206,20 @@ def test_batched_generate_equals_batch_of_one(tok_model):
     singles = [generate(model, tokenizer, [p], max_new_tokens=8, stop=[])[0] for p in prompts]
     assert batched == singles
     assert any(batched)  # something was generated
+
+
+@pytest.mark.parametrize("sampling", [None, Sampling(0.7, 0.95, seed=3)], ids=["greedy", "sampled"])
+def test_generate_builds_no_autograd_graph(tok_model, sampling):
+    """Decoding never records gradients (memory and time), greedy or sampled."""
+    tokenizer, model = tok_model
+    seen = []
+    hook = model.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+    try:
+        generate(model, tokenizer, random_prompts(tokenizer, 2, seed=1, min_len=2, max_len=6), max_new_tokens=3,
+                 stop=[], sampling=sampling)
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
 
 
 def test_greedy_decode_writes_what_transformers_generate_writes(tok_model):

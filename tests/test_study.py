@@ -102,6 +102,6 @@ def test_each_target_has_a_test_split_at_least_the_study_size(tmp_path):
 def test_a_training_preset_is_refused_by_evaluate_naming_the_ones_that_serve_it():
     dirs = [REPO / "conf"]
     check_group_options(dirs, ["experiment=study"], "evaluate")
-    with pytest.raises(LatentTraitsError, match=r"experiment=paper is a preset for train\.py, not evaluate\.py.*"
-                                                r"presets for evaluate\.py: study"):
-        check_group_options(dirs, ["experiment=paper"], "evaluate")
+    with pytest.raises(LatentTraitsError, match=r"experiment=rank_sweep is a preset for train\.py, not evaluate\.py.*"
+                                                r"presets for evaluate\.py: paper, study"):
+        check_group_options(dirs, ["experiment=rank_sweep"], "evaluate")

@@ -190,7 +190,6 @@ def loglik_choice(scores: LabelScores) -> int:
     return max(range(len(totals)), key=totals.__getitem__)
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class Sampling:
     """Sampled generation's settings; decoding without them is greedy."""
@@ -209,6 +208,7 @@ class Batching:
     max_rows: int | None = None
 
 
+@torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stop: list[str],
              sampling: Sampling | None = None, batching: Batching = Batching(), prefix: SharedPrefix | None = None,
              on_row_done=None, **routing) -> list[str]:
