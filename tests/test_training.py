@@ -231,6 +231,7 @@ def test_train_result_contents(trained):
     assert stored["data"]["split"] == "train"
     assert stored["steps"] == 2
     assert stored["settings"]["trainer"]["max_steps"] == 2
+    assert stored["model"] == {"name": "tiny_llama", "source": "tiny_random", "revision": None}
     assert stored["settings"]["trainer"]["precision"] == "32-true"  # never bf16 on CPU
     assert stored["versions"]["torch"] and stored["versions"]["peft"]
     assert "git_sha" in stored
@@ -297,3 +298,35 @@ def test_the_default_overlong_setting_leaves_the_settings_hash_as_before():
 
     cfg = compose_config("train", TRAIN_OVERRIDES)
     assert "overlong" not in training_settings(cfg)["data"]  # adapters trained before the option stay done
+
+
+def test_a_pinned_model_revision_reaches_from_pretrained_and_the_settings(monkeypatch):
+    """model.revision (a hub commit) is passed to both from_pretrained calls and enters the
+    settings hash; unpinned (null) it is left out, so earlier adapters keep their hash."""
+    import transformers
+
+    from latent_traits.model.factory import load_tokenizer_and_model
+    from latent_traits.train.run import training_settings
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def tokenizer_from(location, **kwargs):
+        calls.append(("tokenizer", location, kwargs.get("revision")))
+        return type("Tokenizer", (), {"pad_token": "x", "eos_token": "x", "pad_token_id": 0})()
+
+    def model_from(location, **kwargs):
+        calls.append(("model", location, kwargs.get("revision")))
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer_from)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model_from)
+    pinned = compose_config("train", ["model=llama3_2_3b", "model.revision=13afe5124825b4f3751f836b40dafda64c1ed062"])
+    with pytest.raises(Stop):
+        load_tokenizer_and_model(OmegaConf.to_container(pinned.model), "/nonexistent-cache")
+    assert calls == [("tokenizer", "meta-llama/Llama-3.2-3B", "13afe5124825b4f3751f836b40dafda64c1ed062"),
+                     ("model", "meta-llama/Llama-3.2-3B", "13afe5124825b4f3751f836b40dafda64c1ed062")]
+    assert training_settings(pinned)["model"]["revision"] == "13afe5124825b4f3751f836b40dafda64c1ed062"
+    assert "revision" not in training_settings(compose_config("train", ["model=llama3_2_3b"]))["model"]

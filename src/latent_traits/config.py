@@ -38,6 +38,20 @@ def to_plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
+def model_record(model_cfg: Any) -> dict[str, Any]:
+    """What every adapter and cell record says of the base model: name, source and revision."""
+    return {"name": model_cfg.get("name"), "source": model_cfg.get("source"), "revision": model_cfg.get("revision")}
+
+
+def model_settings(model_cfg: Any) -> dict[str, Any]:
+    """The model's settings as they enter a settings hash; an unpinned revision (null) is left
+    out, so results made before the key existed keep their hash."""
+    plain = dict(to_plain(model_cfg))
+    if plain.get("revision") is None:
+        plain.pop("revision", None)
+    return plain
+
+
 def target_specs(cfg: DictConfig) -> list[tuple[TaskSpec, dict[str, Any]]]:
     """The selected target tasks in a stable order, each as (spec, its split/n settings): the
     target_task group's, or eval.tasks by name (a preset's list) with eval.task_n over eval.n."""

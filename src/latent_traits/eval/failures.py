@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from latent_traits.config import model_record
 from latent_traits.errors import CorruptArtifactError, LatentTraitsError
 from latent_traits.eval.records import SCHEMA_VERSION, predictions_path, record_path
 from latent_traits.io import provenance, read_json, read_jsonl, write_json
@@ -104,7 +105,7 @@ def record_failed_cell(cfg: DictConfig, state: dict[str, Any], cell: Any, stage:
         return
     write_json(path, redact({
         "schema_version": SCHEMA_VERSION, "status": "failed", "failed_stage": stage, "error": error,
-        "model": {"name": cfg.model.name, "source": cfg.model.source},
+        "model": model_record(cfg.model),
         "adapter": {"id": adapter.id, "path": str(adapter.path) if adapter.path else None},
         "task": spec.to_record(), "data": cell.data_prov, "settings_hash": cell.settings["hash"],
         "rerun": cell_command(task_overrides(), adapter.id, spec.name, adapter.is_base),

@@ -8,7 +8,8 @@ One (adapter or base) x task cell writes two files under
     {
       "schema_version": 1,
       "status": "complete",
-      "model": {"name": "smollm2_135m", "source": "<hub id, local dir or offline asset>"},
+      "model": {"name": "smollm2_135m", "source": "<hub id, local dir or offline asset>",
+                "revision": "<the pinned hub commit>" | None},
       "adapter": {"id": "base" | "<source>/<lora>_r<r>_s<seed>", "path": str | None,
                   "source_dataset": str | None, "train_config": dict | None,
                   "train_data": dict | None,

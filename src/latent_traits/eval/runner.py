@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from latent_traits.config import check_against_model, target_specs, to_plain
+from latent_traits.config import check_against_model, model_record, model_settings, target_specs, to_plain
 from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.data.load import load_examples
 from latent_traits.data.spec import TaskSpec
@@ -242,7 +242,7 @@ def cell_settings(cfg: DictConfig, adapter: Adapter, spec, data_prov: dict) -> d
     code = code_settings(cfg, spec)
     judge = judge_settings(cfg, spec)
     return {
-        "model": to_plain(cfg.model),
+        "model": model_settings(cfg.model),
         "adapter": {"id": adapter.id, "train_settings_hash": (adapter.train_result or {}).get("settings_hash")},
         "task": {**spec.to_record(), "max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop),
                  "instruction": spec.instruction, "cue": spec.cue},
@@ -571,7 +571,7 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: t
             primary = "judge_accuracy"
     record = {
         "schema_version": SCHEMA_VERSION, "status": "complete",
-        "model": {"name": model_name, "source": cfg.model.source},
+        "model": {**model_record(cfg.model), "name": model_name},
         "adapter": {
             "id": adapter.id, "path": str(adapter.path) if adapter.path else None,
             "source_dataset": (adapter.train_result or {}).get("source_dataset"),

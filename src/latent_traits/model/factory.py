@@ -91,7 +91,8 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | Path):
     else:
         location = model_location(model_cfg, cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(
-        location, trust_remote_code=bool(model_cfg.get("trust_remote_code"))
+        location, trust_remote_code=bool(model_cfg.get("trust_remote_code")),
+        **hub_revision(model_cfg if model_cfg["source"] != "tiny_random" else model_cfg["tokenizer_from"]),
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -120,8 +121,14 @@ def load_model(model_cfg: Any, cache_dir: str | Path, tokenizer=None):
     location = model_location(model_cfg, cache_dir)
     return AutoModelForCausalLM.from_pretrained(
         location, dtype=dtype, trust_remote_code=bool(model_cfg.get("trust_remote_code")),
-        **quantization_kwargs(model_cfg.get("quantization")),
+        **quantization_kwargs(model_cfg.get("quantization")), **hub_revision(model_cfg),
     )
+
+
+def hub_revision(model_cfg: Any) -> dict[str, Any]:
+    """from_pretrained's revision for a hub model whose config pins one (model.revision)."""
+    revision = model_cfg.get("revision")
+    return {"revision": str(revision)} if model_cfg.get("source") == "hub" and revision else {}
 
 
 def quantization_kwargs(quantization: str | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from latent_traits.config import check_against_model, to_plain
+from latent_traits.config import check_against_model, model_record, model_settings, to_plain
 from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.data.datamodule import SourceDataModule, fit_answers
 from latent_traits.data.load import describe_examples, load_examples
@@ -66,7 +66,7 @@ def training_settings(cfg: DictConfig) -> dict[str, Any]:
     if data.get("overlong") == "refuse":  # the default changes no weights: adapters trained before it stay done
         data.pop("overlong")
     return {
-        "model": to_plain(cfg.model), "source_dataset": to_plain(cfg.source_dataset),
+        "model": model_settings(cfg.model), "source_dataset": to_plain(cfg.source_dataset),
         "lora": to_plain(cfg.lora), "optim": to_plain(cfg.optim), "data": data,
         "seed": cfg.seed, "fused_loss": bool(cfg.train.get("fused_loss", True)),
         "trainer": {k: trainer.get(k) for k in ("max_steps", "max_epochs", "accumulate_grad_batches",
@@ -199,7 +199,7 @@ def train_result(cfg, spec, settings, settings_hash, data_provenance, module, tr
     return redact({  # written and logged: no secret may reach it (latent_traits.redact)
         "status": "complete",
         "adapter_id": adapter_id(cfg),
-        "model": {"name": cfg.model.name, "source": cfg.model.source},
+        "model": model_record(cfg.model),
         "source_dataset": spec.name,
         "task": spec.to_record(),
         "settings_hash": settings_hash,
