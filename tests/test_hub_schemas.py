@@ -112,3 +112,11 @@ def test_the_check_command_reports_a_line_per_split(hub, capsys):
                    "hub:google-research-datasets/paws (train)",
                    "ok  paws test: 2 rows, labels ['0', '1'] from "
                    "hub:google-research-datasets/paws (test)"]
+
+
+def test_metamathqa_references_come_from_its_answer_line(hub):
+    """Without the answer line the reference was the response's last number: '4' for 3/4."""
+    spec = load_task_spec("metamathqa", CONF)
+    hub(fixture_rows("metamathqa"))
+    examples, _ = load_examples(spec, "train", source="hub", test_fraction=0.0)
+    assert sorted(reference_answer(e, spec.answer_forms) for e in examples) == ["18", "\\frac{3}{4}"]

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,15 @@ def row_id(row: dict[str, Any], id_column: str | list[str] | None, position: int
 
 def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str, *, id_prefix: str,
                 id_column: str | list[str] | None = None, input_template: str | None = None,
-                label_threshold: float | None = None) -> list[dict[str, Any]]:
+                label_threshold: float | None = None, answer_pattern: str | None = None) -> list[dict[str, Any]]:
     """Rows with the source's own column names -> raw examples {id, input, label | target, ...}.
 
     ``columns`` maps a field (input, label, target, answer) to a column or a list of columns
     (joined by newlines, or filled into ``input_template``, e.g. "Premise: {premise}...").
-    ``label_threshold`` turns a numeric score column into "1" (>= threshold) or "0"."""
+    ``label_threshold`` turns a numeric score column into "1" (>= threshold) or "0".
+    ``answer_pattern`` (a regex with one group) takes the reference answer from the target's
+    last line that matches it (MetaMathQA's "The answer is: X", X a number or LaTeX)."""
+    answer_line = re.compile(answer_pattern, re.MULTILINE) if answer_pattern else None
     present = list(rows[0]) if rows else []
     needed = [c for column in columns.values() for c in ([column] if isinstance(column, str) else column)]
     missing = [c for c in needed if c not in present]
@@ -77,6 +81,9 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
                 example[field_name] = input_template.format(**{c: str(row[c]).strip() for c in names})
             else:
                 example[field_name] = "\n".join(str(row[c]).strip() for c in names)
+        if answer_line is not None and "target" in example:
+            found = answer_line.findall(example["target"])
+            example["answer"] = found[-1].strip() if found else None
         if label_threshold is not None and "label" in example:
             try:
                 example["label"] = "1" if float(example["label"]) >= float(label_threshold) else "0"
@@ -111,7 +118,8 @@ def load_hub(spec: TaskSpec, split: str, limit: int | None = None) -> list[dict[
     return map_columns(
         rows, dict(hub.get("columns") or {}), f"hub dataset {hub['id']} (split {hub_split})",
         id_prefix=f"{spec.name}-{hub_split}", id_column=hub.get("id_column"),
-        input_template=hub.get("input_template"), label_threshold=hub.get("label_threshold"))
+        input_template=hub.get("input_template"), label_threshold=hub.get("label_threshold"),
+        answer_pattern=hub.get("answer_pattern"))
 
 
 def hub_origin(spec: TaskSpec) -> str:
