@@ -48,3 +48,22 @@ def test_without_intervals_the_table_has_no_verdict_and_without_a_base_no_table(
     no_base = analyze_records(records_from(MATRIX.drop(index=BASE_ADAPTER_ID)),
                               AnalysisOptions(bootstrap=BootstrapOptions(n_resamples=0), view="raw"))
     assert in_domain_table(no_base) is None and in_domain_blocks(no_base) == []
+
+
+def test_rows_and_tasks_are_chosen_by_glob_and_the_base_stays():
+    import pytest
+
+    from latent_traits.analysis.errors import AnalysisError
+
+    matrix = pd.DataFrame({"imdb": [0.5, 0.8, 0.6, 0.5], "flipkart": [0.79, 0.5, 0.7, 0.79], "paws": [0.4] * 4},
+                          index=[BASE_ADAPTER_ID, "imdb/lora_r8_s0", "flipkart_balanced/lora_r8_s0",
+                                 "flipkart_imbalanced/lora_r8_s0"])
+    options = AnalysisOptions(bootstrap=BootstrapOptions(n_resamples=0), rows={"exclude": ["flipkart_*"]},
+                              tasks={"include": ["imdb", "f*"]})
+    a = analyze_records(records_from(matrix), options)
+    assert list(a.matrix.index) == [BASE_ADAPTER_ID, "imdb/lora_r8_s0"]
+    assert sorted(a.matrix.columns) == ["flipkart", "imdb"]
+    with pytest.raises(AnalysisError, match=r"leave no adapter cell"):
+        analyze_records(records_from(matrix), AnalysisOptions(rows={"include": ["nope*"]}))
+    with pytest.raises(AnalysisError, match=r"analysis.rows takes include and exclude"):
+        AnalysisOptions(rows={"only": ["x"]})

@@ -45,6 +45,9 @@ def test_the_papers_three_commands_run_end_to_end(tmp_path):
     assert goat["decoding"]["top_p"] == 0.95 and goat["data"]["n"] == 4
 
     out = run_ok("analyze.py", ANALYZE, artifacts)
+    matrix = (artifacts / "reports" / "tiny_llama" / "matrix.csv").read_text()
+    rows = [line.split(",")[0] for line in matrix.splitlines()]
+    assert rows == ["adapter", "base", "goat/lora_r64_s0", "imdb/lora_r64_s0"]  # the preset's row selection
     report = artifacts / "reports" / "tiny_llama"
     assert (report / "report.html").is_file() and "## Findings" in (report / "report.md").read_text()
     assert "report.html" in out

@@ -9,6 +9,8 @@ taken against its own model's base row.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,7 +19,7 @@ import pandas as pd
 
 from latent_traits.eval.records import BASE_ADAPTER_ID, primary_score
 
-from .errors import MissingCellsError, RecordConflictError
+from .errors import AnalysisError, MissingCellsError, RecordConflictError
 
 MISSING_POLICIES = ("error", "drop_rows", "drop_columns", "impute_mean")
 MODEL_SEP = ":"
@@ -227,3 +229,23 @@ def pca_input(matrix: pd.DataFrame, delta: pd.DataFrame | None, view: str, exclu
     """What the PCA reads: the delta view (or the raw adapter rows), without the excluded tasks."""
     data = delta if view == "delta" else adapter_rows(matrix)
     return data.drop(columns=excluded)
+
+
+def chosen(name: str, selection: Mapping[str, Any]) -> bool:
+    """Whether a row id or task name passes {include: [globs], exclude: [globs]} (no include: all)."""
+    include, exclude = selection.get("include") or [], selection.get("exclude") or []
+    return ((not include or any(fnmatch.fnmatchcase(name, g) for g in include))
+            and not any(fnmatch.fnmatchcase(name, g) for g in exclude))
+
+
+def select_rows_and_tasks(cells: list[dict[str, Any]], rows: Mapping[str, Any],
+                          tasks: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cells whose row (the base always kept) and task pass analysis.rows / analysis.tasks."""
+    kept = [c for c in cells
+            if (is_base(c.get("_row", c["adapter"]["id"])) or chosen(c.get("_row", c["adapter"]["id"]), rows))
+            and chosen(c["task"]["name"], tasks)]
+    if not any(not is_base(c.get("_row", c["adapter"]["id"])) for c in kept):
+        raise AnalysisError(f"analysis.rows={dict(rows)} and analysis.tasks={dict(tasks)} leave no adapter cell; "
+                            "the rows are adapter ids such as imdb/lora_r8_s0 (globs: 'flipkart_*')")
+    return kept
+

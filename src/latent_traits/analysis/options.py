@@ -47,6 +47,8 @@ class AnalysisOptions:
     allow_mixed_versions: bool = False
     bootstrap: BootstrapOptions = field(default_factory=BootstrapOptions)
     transfer: TransferOptions = field(default_factory=TransferOptions)
+    rows: Mapping[str, Any] = field(default_factory=dict)   # {include: [globs], exclude: [globs]} of row ids
+    tasks: Mapping[str, Any] = field(default_factory=dict)  # {include: [...], exclude: [...]} of task names
     # {side analysis name: its options}, in report order; empty: the PCA report only
     side: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -61,12 +63,18 @@ class AnalysisOptions:
         if "transfer" in kwargs:
             kwargs["transfer"] = TransferOptions(**dict(kwargs["transfer"]))
         kwargs["trait_names"] = tuple(kwargs.get("trait_names") or ())
+        for key in ("rows", "tasks"):
+            kwargs[key] = {k: list(v or []) for k, v in dict(kwargs.get(key) or {}).items()}
         kwargs["side"] = selected(analysis)
         return cls(**kwargs)
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise AnalysisError(f"analysis.view={self.view!r} is not one of {', '.join(VIEWS)}")
+        for key in ("rows", "tasks"):
+            unknown = sorted(set(getattr(self, key)) - {"include", "exclude"})
+            if unknown:
+                raise AnalysisError(f"analysis.{key} takes include and exclude (lists of globs), not {unknown}")
         if self.floor_ceiling not in FLOOR_POLICIES:
             raise AnalysisError(f"analysis.floor_ceiling={self.floor_ceiling!r} is not one of "
                                 f"{', '.join(FLOOR_POLICIES)}")

@@ -103,6 +103,8 @@ def analyze_records(
     if not records:
         raise NoRecordsError("no cell records to analyse")
     cells = mx.select_cells(records, model_name, o.allow_mixed_models, o.allow_mixed_versions)
+    if o.rows or o.tasks:
+        cells = mx.select_rows_and_tasks(cells, o.rows, o.tasks)
     kept = {id(r) for r in cells}
     ignored = sorted(str(r.get("_path")) for r in records if id(r) not in kept)
     full = mx.score_matrix(cells)
