@@ -274,7 +274,7 @@ def test_rank_sweep_writes_distinct_adapters(trained, artifacts):
 def test_overlong_answers_are_refused_or_dropped_and_counted(tokenizer, tmp_path):
     """Only the input is ever cut: with data.overlong=drop the examples whose answer does not fit
     are left out, and the adapter's record counts them and hashes only what it trained on."""
-    from latent_traits.data.datamodule import answer_fits
+    from latent_traits.data.datamodule import answer_tokens
     from latent_traits.data.load import load_examples
 
     cfg = compose_config("train", TRAIN_OVERRIDES, artifacts=tmp_path)
@@ -283,7 +283,7 @@ def test_overlong_answers_are_refused_or_dropped_and_counted(tokenizer, tmp_path
     needed = sorted(len(encode_prompt(spec, "", tokenizer, None)) + len(encode_target(e["target"], tokenizer))
                     for e in examples)
     max_length = needed[len(needed) // 2]  # about half the answers fit
-    expected_kept = sum(answer_fits(spec, tokenizer, max_length)(e) for e in examples)
+    expected_kept = sum(answer_tokens(spec, tokenizer)(e) <= max_length for e in examples)
     assert 0 < expected_kept < 8
     with pytest.raises(LatentTraitsError, match=rf"{8 - expected_kept} of 8 examples do not fit.*data\.overlong=drop"):
         train_adapter(compose_config("train", [*TRAIN_OVERRIDES, f"data.max_length={max_length}"], artifacts=tmp_path))

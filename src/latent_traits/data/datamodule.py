@@ -150,10 +150,10 @@ class ResumableDataLoader(DataLoader):
         self.batch_sampler.load_state_dict(state)
 
 
-def answer_fits(spec: TaskSpec, tokenizer, max_length: int):
-    """A test: do an example's instruction, cue and answer fit in max_length tokens (with no input)?"""
+def answer_tokens(spec: TaskSpec, tokenizer):
+    """The tokens an example needs with no input at all: instruction, cue and answer."""
     fixed = len(encode_prompt(spec, "", tokenizer, None))
-    return lambda example: fixed + len(encode_target(example["target"], tokenizer)) <= max_length
+    return lambda example: fixed + len(encode_target(example["target"], tokenizer))
 
 
 def fit_answers(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_length: int,
@@ -161,16 +161,15 @@ def fit_answers(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, max_l
     """Only the input may be cut to fit data.max_length, never the instruction, cue or answer
     (the example would teach nothing). An example whose answer does not fit is refused
     (overlong=refuse) or left out (overlong=drop); returns the examples kept and how many were left out."""
-    fits = answer_fits(spec, tokenizer, max_length)
-    kept = [e for e in examples if fits(e)]
+    need = answer_tokens(spec, tokenizer)
+    needs = [need(e) for e in examples]
+    kept = [e for e, need in zip(examples, needs, strict=True) if need <= max_length]
     if len(kept) == len(examples):
         return examples, 0
     if overlong != "drop" or not kept:
-        fixed = len(encode_prompt(spec, "", tokenizer, None))
-        needed = fixed + max(len(encode_target(e["target"], tokenizer)) for e in examples)
         raise ConfigError(f"data.max_length={max_length} cannot hold task {spec.name}'s instruction, cue and "
-                          f"longest answer ({needed} tokens without any input; {len(examples) - len(kept)} of "
-                          f"{len(examples)} examples do not fit): use data.max_length={needed} or more (longer "
+                          f"longest answer ({max(needs)} tokens without any input; {len(examples) - len(kept)} of "
+                          f"{len(examples)} examples do not fit): use data.max_length={max(needs)} or more (longer "
                           "inputs are then cut to fit), or data.overlong=drop to leave those examples out")
     log.warning("%s: %d of %d training examples left out (data.overlong=drop): their instruction, cue and "
                 "answer are longer than data.max_length=%d tokens", spec.name, len(examples) - len(kept),
@@ -182,12 +181,13 @@ class SourceDataModule(L.LightningDataModule):
     def __init__(self, spec: TaskSpec, examples: list[dict[str, Any]], tokenizer, batch_size: int,
                  max_length: int, max_input_tokens: int | None, loss_span: str, seed: int,
                  num_workers: int = 0, group_by_length: bool = False, packing: bool = False,
-                 padding_free: bool = False):
+                 padding_free: bool = False, overlong: str = "refuse"):
         super().__init__()
+        # data.overlong: refuse, or drop (self.dropped counts the examples left out)
+        examples, self.dropped = fit_answers(spec, examples, tokenizer, max_length, overlong)
         self.spec, self.examples, self.tokenizer = spec, examples, tokenizer
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.padding_free = padding_free  # the model must be switched too: LoRAFineTuner(padding_free=True)
-        fit_answers(spec, examples, tokenizer, max_length)  # refuses; train_unlocked drops first if asked
         self.encoded = [
             encode_training_example(spec, e, tokenizer, max_length, max_input_tokens, loss_span)
             for e in examples

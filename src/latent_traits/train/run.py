@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from latent_traits.config import check_against_model, model_record, model_settings, to_plain
 from latent_traits.contracts import TRAIN_RESULT
-from latent_traits.data.datamodule import SourceDataModule, fit_answers
+from latent_traits.data.datamodule import SourceDataModule
 from latent_traits.data.load import describe_examples, load_examples
 from latent_traits.data.spec import TaskSpec
 from latent_traits.errors import LatentTraitsError
@@ -137,9 +137,6 @@ def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
     )
     tokenizer, base_model = load_tokenizer_and_model(to_plain(cfg.model), cfg.paths.cache_dir)
     check_against_model(cfg, base_model)  # rank, lengths and target modules against the real model
-    examples, dropped = fit_answers(spec, examples, tokenizer, cfg.data.max_length, cfg.data.get("overlong", "refuse"))
-    if dropped:  # data.overlong=drop: the adapter's record names the examples it trained on
-        data_provenance = {**data_provenance, **describe_examples(spec, examples), "dropped_overlong": dropped}
     # seeded after loading: a first-time model conversion draws random numbers, and the LoRA
     # initialisation and data order must not depend on whether the cache was warm
     L.seed_everything(cfg.seed, workers=True)
@@ -152,7 +149,12 @@ def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
         max_input_tokens=cfg.data.max_input_tokens, loss_span=cfg.data.loss_span, seed=cfg.seed,
         num_workers=cfg.data.num_workers, group_by_length=bool(cfg.data.group_by_length),
         packing=bool(cfg.data.get("packing", False)), padding_free=padding_free,
+        overlong=cfg.data.get("overlong", "refuse"),
     )
+    examples = datamodule.examples
+    if datamodule.dropped:  # data.overlong=drop: the adapter's record names the examples it trained on
+        data_provenance = {**data_provenance, **describe_examples(spec, examples),
+                           "dropped_overlong": datamodule.dropped}
     module = LoRAFineTuner(base_model, to_plain(cfg.lora), to_plain(cfg.optim),
                            gradient_checkpointing=bool(cfg.train.gradient_checkpointing),
                            quantized=bool(cfg.model.get("quantization")),
