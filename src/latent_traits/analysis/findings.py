@@ -281,6 +281,15 @@ def _side(ev: Evidence, name: str) -> tuple[Mapping[str, Any] | None, str | None
     return found, None
 
 
+def _trained_pairs(ev: Evidence, side: str, section: str, key: str, none_trained: str) -> tuple[list, Draft | None]:
+    """The adapter pairs a side analysis found (its summary's section[key]), or why there are none."""
+    found, why = _side(ev, side)
+    if why:
+        return [], Draft(missing=why)
+    pairs = (found["summary"].get(section) or {}).get(key) or []
+    return pairs, None if pairs else Draft(missing=none_trained)
+
+
 def length_explains_gain(ev: Evidence) -> Draft:
     found, why = _side(ev, "lengths")
     if why:
@@ -344,13 +353,10 @@ def label_share(ev: Evidence, adapter_of: str, target: str, label: str, directio
 
 
 def balanced_vs_imbalanced(ev: Evidence) -> Draft:
-    found, why = _side(ev, "classes")
-    if why:
-        return Draft(missing=why)
-    pairs = (found["summary"].get("balance") or {}).get("pairs") or []
-    if not pairs:
-        return Draft(missing="no balanced/imbalanced adapter pair trained (flipkart_balanced, "
-                             "flipkart_imbalanced)")
+    pairs, none = _trained_pairs(ev, "classes", "balance", "pairs", "no balanced/imbalanced adapter pair trained "
+                                                                  "(flipkart_balanced, flipkart_imbalanced)")
+    if none:
+        return none
     if d := _no_delta(ev):
         return d
     if gap := _needs(ev, ["pile", "imdb"]):
@@ -364,12 +370,10 @@ def balanced_vs_imbalanced(ev: Evidence) -> Draft:
 
 
 def wrong_labels(ev: Evidence) -> Draft:
-    found, why = _side(ev, "ablations")
-    if why:
-        return Draft(missing=why)
-    groups = (found["summary"].get("labels") or {}).get("groups") or []
-    if not groups:
-        return Draft(missing="no correct/mislabeled adapter pair trained (amazon, amazon_mislabeled)")
+    groups, none = _trained_pairs(ev, "ablations", "labels", "groups",
+                                  "no correct/mislabeled adapter pair trained (amazon, amazon_mislabeled)")
+    if none:
+        return none
     right, wrong = groups[0][0], groups[0][1]
     own = (ev.sources.get(right) or {}).get("task")
     targets = [t for t in ev.matrix.columns if t != own and t not in ev.floor]

@@ -14,11 +14,6 @@ from . import matrix as mx
 from .state import Analysis
 
 
-def _record(a: Analysis, row: str, task: str) -> dict[str, Any]:
-    return next((r for r in a.cells
-                 if r.get("_row", r["adapter"]["id"]) == row and r["task"]["name"] == task), {})
-
-
 def _answer_share(record: dict[str, Any], label: str) -> float | None:
     counts = (record.get("metrics") or {}).get("predicted_distribution") or {}
     total = sum(counts.values())
@@ -27,14 +22,15 @@ def _answer_share(record: dict[str, Any], label: str) -> float | None:
 
 def why_unresolved(a: Analysis, row: str, task: str) -> str:
     """The label shares behind an in-domain change whose interval holds 0."""
-    base = next((r for r in a.matrix.index if mx.is_base(r)), None)
-    test = ((_record(a, row, task).get("data") or {}).get("class_distribution")) or {}
+    base = mx.base_row(a.matrix.index)
+    mine_cell = mx.find_cell(a.cells, row, task) or {}
+    test = ((mine_cell.get("data") or {}).get("class_distribution")) or {}
     if not test or base is None:
         return "no class distribution recorded"
     majority = max(test, key=test.get)
     share = test[majority] / sum(test.values())
-    mine = _answer_share(_record(a, row, task), majority)
-    theirs = _answer_share(_record(a, base, task), majority)
+    mine = _answer_share(mine_cell, majority)
+    theirs = _answer_share(mx.find_cell(a.cells, base, task) or {}, majority)
     if mine is None or theirs is None:
         return f"the test split is {share:.0%} `{majority}`; no predicted distribution recorded"
     return (f"the test split is {share:.0%} `{majority}`; the base answers `{majority}` on {theirs:.0%} "
@@ -46,12 +42,12 @@ def in_domain_table(a: Analysis) -> pd.DataFrame | None:
     if a.delta is None:
         return None
     low, high = a.intervals.get("delta", (None, None))
+    base = mx.base_row(a.matrix.index)  # there is one: the delta view is taken against it
     rows = []
     for row, source in mx.adapter_sources(a.cells).items():
         task = source["task"]
         if source["type"] != "classification" or task not in a.delta.columns or row not in a.delta.index:
             continue
-        base = next(r for r in a.matrix.index if mx.is_base(r))
         entry = {"adapter": row, "task": task, "base": float(a.matrix.loc[base, task]),
                  "adapter score": float(a.matrix.loc[row, task]), "change": float(a.delta.loc[row, task])}
         if low is not None:

@@ -92,6 +92,16 @@ def select_cells(
     return [newest[cell] for cell in sorted(newest)]
 
 
+def base_row(rows) -> str | None:
+    """The base model's row among these matrix rows, or None."""
+    return next((row for row in rows if is_base(row)), None)
+
+
+def find_cell(cells: list[dict[str, Any]], row: str, task: str) -> dict[str, Any] | None:
+    """The cell record of a matrix row (an adapter id, or <model>:<id> when models mix) and task."""
+    return next((c for c in cells if c["task"]["name"] == task and c.get("_row", c["adapter"]["id"]) == row), None)
+
+
 def is_base(row: str) -> bool:
     return row == BASE_ADAPTER_ID or row.endswith(f"{MODEL_SEP}{BASE_ADAPTER_ID}")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latent_traits.analysis.matrix import is_base
+from latent_traits.analysis.matrix import base_row, find_cell, is_base
 from latent_traits.analysis.state import Analysis, SideResult
 from latent_traits.data.catalog import load_task_spec, task_names
 from latent_traits.data.load import DATA_SOURCES, load_examples
@@ -38,7 +38,7 @@ class SideContext:
         return [row for row in self.analysis.matrix.index if not is_base(row)]
 
     def base_row(self) -> str | None:
-        return next((row for row in self.analysis.matrix.index if is_base(row)), None)
+        return base_row(self.analysis.matrix.index)
 
     def task_type(self, task: str) -> str | None:
         found = self.records(task)
@@ -46,8 +46,7 @@ class SideContext:
 
     def record(self, row: str, task: str) -> dict[str, Any] | None:
         """The cell of a matrix row (an adapter id, or <model>:<id> when models mix) and task."""
-        return next((r for r in self.records(task) if r.get("_row", r["adapter"]["id"]) == row),
-                    None)
+        return find_cell(self.analysis.cells, row, task)
 
     def records(self, task: str | None = None, adapter: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.analysis.cells
