@@ -48,8 +48,10 @@ def strict_match(output: str) -> str | None:
 
 def last_form(text: str, forms: tuple[str, ...]) -> tuple[int, str] | None:
     """(end position, canonical text) of the last answer form in the text, or None."""
-    found = [(m.end(), canonical(m)) for name in forms for pattern, canonical in [ANSWER_FORMS[name]]
-             for m in pattern.finditer(text)]
+    found = []
+    for name in forms:
+        pattern, canonical = ANSWER_FORMS[name]
+        found += [(m.end(), canonical(m)) for m in pattern.finditer(text)]
     return max(found) if found else None
 
 
