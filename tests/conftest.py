@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import datasets
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -67,3 +69,30 @@ def assert_lora_grads_close(grads: dict, reference: dict) -> None:
         assert grad.abs().sum() > 0, name
         scale = float(reference[name].abs().max())
         torch.testing.assert_close(grad, reference[name], rtol=1e-4, atol=1e-4 * scale)
+
+
+# -- the hub's recorded rows (tests/fixtures/hub/, written from the datasets' public cards) --------------
+FIXTURES = Path(__file__).parent / "fixtures" / "hub"
+FIXTURE_OF = {"mnli_nums": "mnli"}  # the same hub rows
+
+
+def fixture_rows(task: str) -> list[dict]:
+    path = FIXTURES / f"{FIXTURE_OF.get(task, task)}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """datasets.load_dataset serving a task's recorded rows (a split slice 'train[:n]' honoured);
+    records each call's arguments."""
+    calls = []
+
+    def serve(rows):
+        def load_dataset(path, name=None, split=None, revision=None, **kwargs):
+            calls.append({"path": path, "name": name, "split": split, "revision": revision})
+            limit = int(split.split("[:")[1].rstrip("]")) if split and "[:" in split else None
+            return datasets.Dataset.from_list(rows[:limit])
+        monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+    serve.calls = calls
+    return serve

@@ -5,43 +5,14 @@ datasets.load_dataset, since the hub cannot be reached here."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import datasets
 import pytest
-from conftest import CONF
+from conftest import CONF, fixture_rows
 
 from latent_traits.data.catalog import load_task_spec, task_names
 from latent_traits.data.check import check_task
 from latent_traits.data.load import load_examples
 from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.scorers import reference_answer, score_numeric
-
-FIXTURES = Path(__file__).parent / "fixtures" / "hub"
-FIXTURE_OF = {"mnli_nums": "mnli"}  # the same hub rows
-
-
-def fixture_rows(task: str) -> list[dict]:
-    path = FIXTURES / f"{FIXTURE_OF.get(task, task)}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    """datasets.load_dataset serving a task's recorded rows (a split slice 'train[:n]' honoured);
-    records each call's arguments."""
-    calls = []
-
-    def serve(rows):
-        def load_dataset(path, name=None, split=None, revision=None, **kwargs):
-            calls.append({"path": path, "name": name, "split": split, "revision": revision})
-            limit = int(split.split("[:")[1].rstrip("]")) if split and "[:" in split else None
-            return datasets.Dataset.from_list(rows[:limit])
-        monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-
-    serve.calls = calls
-    return serve
 
 
 @pytest.mark.parametrize("task", task_names(CONF))

@@ -12,13 +12,14 @@ import io
 import json
 import re
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from latent_traits.data.labels import check_labels, normalise_all
 from latent_traits.data.offline import load_offline
 from latent_traits.data.spec import TaskSpec
-from latent_traits.data.transforms import apply_transforms
+from latent_traits.data.transforms import add_label_noise, select_examples
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import stable_hash
 
@@ -53,6 +54,17 @@ def row_id(row: dict[str, Any], id_column: str | list[str] | None, position: int
     return str(position)
 
 
+def column_names(columns: dict[str, Any]) -> list[str]:
+    """The source columns a column map reads (a field maps to one column or a list)."""
+    return [c for column in columns.values() for c in ([column] if isinstance(column, str) else column)]
+
+
+def check_columns(columns: dict[str, Any], present: list[str], origin: str) -> None:
+    missing = [c for c in column_names(columns) if c not in present]
+    if missing:
+        raise LatentTraitsError(f"{origin}: column(s) {missing} missing; columns present: {present}")
+
+
 def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str, *, id_prefix: str,
                 id_column: str | list[str] | None = None, input_template: str | None = None,
                 label_threshold: float | None = None, answer_pattern: str | None = None) -> list[dict[str, Any]]:
@@ -64,11 +76,7 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
     ``answer_pattern`` (a regex with one group) takes the reference answer from the target's
     last line that matches it (MetaMathQA's "The answer is: X", X a number or LaTeX)."""
     answer_line = re.compile(answer_pattern, re.MULTILINE) if answer_pattern else None
-    present = list(rows[0]) if rows else []
-    needed = [c for column in columns.values() for c in ([column] if isinstance(column, str) else column)]
-    missing = [c for c in needed if c not in present]
-    if missing:
-        raise LatentTraitsError(f"{origin}: column(s) {missing} missing; columns present: {present}")
+    check_columns(columns, list(rows[0]) if rows else [], origin)
     examples = []
     for i, row in enumerate(rows):
         example = {"id": f"{id_prefix}-{row_id(row, id_column, i)}"}
@@ -94,8 +102,9 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
     return examples
 
 
-def load_hub(spec: TaskSpec, split: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The task's hub split as raw examples; `limit`: only its first rows (a schema check).
+def open_hub_split(spec: TaskSpec, split: str, limit: int | None = None):
+    """The task's hub split as a datasets.Dataset (Arrow, memory-mapped from the local cache: rows
+    become Python objects only when asked for) and the hub split's name; `limit`: its first rows.
     `hub.revision` pins the dataset's commit (recorded in the provenance's source)."""
     if not spec.hub:
         raise LatentTraitsError(f"task {spec.name!r} has no hub source; use data.source=offline")
@@ -111,15 +120,55 @@ def load_hub(spec: TaskSpec, split: str, limit: int | None = None) -> list[dict[
             f"could not load {hub['id']} (subset {hub.get('subset')}, split {hub_split}) from the "
             f"hub: {type(err).__name__}: {err}. Without network use data.source=offline"
         ) from err
-    present = list(table.column_names)
-    rows = list(table) if len(table) else []
-    if not rows:
-        raise LatentTraitsError(f"{hub['id']} split {hub_split} is empty; columns present: {present}")
+    if not len(table):
+        raise LatentTraitsError(f"{hub['id']} split {hub_split} is empty; columns present: {table.column_names}")
+    check_columns(dict(hub.get("columns") or {}), list(table.column_names), hub_where(spec, hub_split))
+    return table, hub_split
+
+
+def hub_where(spec: TaskSpec, hub_split: str) -> str:
+    return f"hub dataset {(spec.hub or {}).get('id')} (split {hub_split})"
+
+
+def map_hub_rows(spec: TaskSpec, rows: list[dict[str, Any]], hub_split: str,
+                 columns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Hub rows -> raw examples by the task's hub block (`columns`: only these fields)."""
+    hub = spec.hub or {}
     return map_columns(
-        rows, dict(hub.get("columns") or {}), f"hub dataset {hub['id']} (split {hub_split})",
+        rows, dict(hub.get("columns") or {}) if columns is None else columns, hub_where(spec, hub_split),
         id_prefix=f"{spec.name}-{hub_split}", id_column=hub.get("id_column"),
         input_template=hub.get("input_template"), label_threshold=hub.get("label_threshold"),
         answer_pattern=hub.get("answer_pattern"))
+
+
+def load_hub(spec: TaskSpec, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The task's hub split, every row as a raw example; `limit`: only its first rows (a schema check)."""
+    table, hub_split = open_hub_split(spec, split, limit)
+    return map_hub_rows(spec, table.to_list(), hub_split)
+
+
+def hub_keys(spec: TaskSpec, table, hub_split: str) -> list[dict[str, Any]]:
+    """One light record per hub row, {id, row[, label]}: all that splitting, the id and label checks
+    and sampling read, taken from the id and label columns alone. The ids are those load_hub gives."""
+    hub = spec.hub or {}
+    id_column = hub.get("id_column")
+    label = {"label": hub["columns"]["label"]} if spec.is_classification and "label" in hub.get("columns", {}) else {}
+    wanted = [c for c in [*([id_column] if isinstance(id_column, str) else id_column or []), *column_names(label)]
+              if c in table.column_names]
+    rows = table.select_columns(sorted(set(wanted))).to_list() if wanted else [{} for _ in range(len(table))]
+    keys = map_hub_rows(spec, rows, hub_split, columns=label)
+    for position, key in enumerate(keys):
+        key["row"] = position
+    return keys
+
+
+def materialise_hub(spec: TaskSpec, table, hub_split: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The full raw examples of the chosen keys, in their order: only those rows leave Arrow."""
+    rows = table.select([k["row"] for k in keys]).to_list()
+    examples = map_hub_rows(spec, rows, hub_split)
+    for key, example in zip(keys, examples, strict=True):
+        example["id"] = key["id"]  # its position in the whole split, not in the selection
+    return examples
 
 
 def hub_origin(spec: TaskSpec) -> str:
@@ -268,16 +317,24 @@ def load_local(path: str | Path, spec: TaskSpec | None = None) -> list[dict[str,
 def load_examples(
     spec: TaskSpec, split: str, n: int | None = None, seed: int = 0, source: str = "offline",
     local_path: str | None = None, test_fraction: float = 0.3,
-    transforms: dict[str, Any] | None = None,
+    transforms: dict[str, Any] | None = None, ids: Collection[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A split's examples: checked (labels, unique ids), then the transforms' selection (a class
+    ratio or a seeded subsample of n) and label noise. `ids`: exactly the examples with these ids
+    instead of a selection (an analysis re-reading what was evaluated). Hub data is selected on
+    light keys (id, label) and only the chosen rows are read out of the dataset's Arrow table."""
     if split not in SPLITS:
         raise LatentTraitsError(f"split {split!r} is not one of {SPLITS}")
+    if ids is not None and (n is not None or transforms):
+        raise LatentTraitsError("load_examples: ids= takes the place of n and transforms; give one or the other")
+    table = None
     if source == "offline":
         pool = load_offline(dict(spec.offline))
         origin = f"offline:{spec.offline.get('loader')}"
         examples = pick_split(pool, split, test_fraction)
     elif source == "hub":
-        examples, origin = load_hub(spec, split), hub_origin(spec)
+        table, hub_split = open_hub_split(spec, split)
+        examples, origin = hub_keys(spec, table, hub_split), hub_origin(spec)
         if hub_split_is_shared(spec):  # one hub split: train and test by a stable hash of the id
             examples = pick_split(examples, split, test_fraction)
     elif source == "local":
@@ -298,9 +355,16 @@ def load_examples(
     examples = normalise_all(spec, examples, origin)
     check_labels(spec, examples, origin)
     check_unique_ids(examples, origin, spec)
-    examples, transform_report = apply_transforms(
-        examples, list(spec.labels) if spec.is_classification else None, transforms, n, seed)
-    if not examples:
+    labels = list(spec.labels) if spec.is_classification else None
+    if ids is not None:
+        wanted = {str(i) for i in ids}
+        examples = [e for e in examples if str(e["id"]) in wanted]
+    else:
+        examples = select_examples(examples, labels, transforms, n, seed)
+    if table is not None:  # the chosen keys' full rows; labels already checked on every key
+        examples = normalise_all(spec, materialise_hub(spec, table, hub_split, examples), origin="")
+    examples, transform_report = add_label_noise(examples, labels, transforms, seed)
+    if not examples and ids is None:  # ids: the caller sees which it did not get
         raise LatentTraitsError(
             f"task {spec.name!r}: no examples left in split {split!r} from {origin} after the transforms")
     provenance = {

@@ -103,27 +103,43 @@ def label_noise(examples: list[dict], labels: list[str], fraction: float, mode: 
     return out, changed
 
 
-def apply_transforms(examples: list[dict], labels: list[str] | None, transforms: dict[str, Any] | None,
-                     n: int | None, seed: int) -> tuple[list[dict], dict[str, Any]]:
-    """Class ratio -> subsample n -> label noise; returns the examples and a report of each step."""
+def check_transforms(transforms: dict[str, Any] | None, labels: list[str] | None) -> dict[str, Any]:
     transforms = dict(transforms or {})
     unknown = sorted(set(transforms) - {"class_ratio", "label_noise"})
     if unknown:
         raise LatentTraitsError(f"unknown transforms {unknown}; known: class_ratio, label_noise")
-    report: dict[str, Any] = {}
-    ratio = transforms.get("class_ratio")
-    if ratio:
-        if not labels:
-            raise LatentTraitsError("class_ratio applies to classification tasks only")
-        examples = class_ratio(examples, labels, ratio, seed, n=n)
-        report["class_ratio"] = ratio
-    else:
-        examples = subsample(examples, n, seed)
+    if transforms.get("class_ratio") and not labels:
+        raise LatentTraitsError("class_ratio applies to classification tasks only")
+    noise = transforms.get("label_noise")
+    if noise and float(noise.get("fraction", 0)) > 0 and not labels:
+        raise LatentTraitsError("label_noise applies to classification tasks only")
+    return transforms
+
+
+def select_examples(examples: list[dict], labels: list[str] | None, transforms: dict[str, Any] | None,
+                    n: int | None, seed: int) -> list[dict]:
+    """The examples a run uses: the class ratio's, or a seeded subsample of n. Reads only each
+    example's label, so it may run on light keys before the full rows are read (hub data)."""
+    transforms = check_transforms(transforms, labels)
+    if transforms.get("class_ratio"):
+        return class_ratio(examples, labels or [], transforms["class_ratio"], seed, n=n)
+    return subsample(examples, n, seed)
+
+
+def add_label_noise(examples: list[dict], labels: list[str] | None, transforms: dict[str, Any] | None,
+                    seed: int) -> tuple[list[dict], dict[str, Any]]:
+    """The label-noise transform on the selected examples, and the report of every transform."""
+    transforms = check_transforms(transforms, labels)
+    report: dict[str, Any] = {"class_ratio": transforms["class_ratio"]} if transforms.get("class_ratio") else {}
     noise = transforms.get("label_noise")
     if noise and float(noise.get("fraction", 0)) > 0:
-        if not labels:
-            raise LatentTraitsError("label_noise applies to classification tasks only")
-        examples, changed = label_noise(examples, labels, float(noise["fraction"]),
+        examples, changed = label_noise(examples, labels or [], float(noise["fraction"]),
                                         noise.get("mode", "wrong"), seed)
         report["label_noise"] = {**dict(noise), "n_changed": changed}
     return examples, report
+
+
+def apply_transforms(examples: list[dict], labels: list[str] | None, transforms: dict[str, Any] | None,
+                     n: int | None, seed: int) -> tuple[list[dict], dict[str, Any]]:
+    """Class ratio -> subsample n -> label noise; returns the examples and a report of each step."""
+    return add_label_noise(select_examples(examples, labels, transforms, n, seed), labels, transforms, seed)

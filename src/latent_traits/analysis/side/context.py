@@ -31,6 +31,7 @@ class SideContext:
     local_path: str | None = None
     _source_cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     _task_cache: dict[tuple, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _whole_tasks: set[tuple] = field(default_factory=set, repr=False)  # _task_cache keys read whole
     _unreadable_tasks: set[str] = field(default_factory=set, repr=False)
 
     def adapters(self) -> list[str]:
@@ -89,24 +90,29 @@ class SideContext:
         return kind, self.local_path
 
     def task_examples_by_id(self, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Every example of the cell's task and split that evaluation could have drawn, by id: the
-        whole split before subsampling, and for sources split by a stable hash of the id (offline
-        pools, shared hub splits, single local files) the whole pool, so that no evaluated id is
-        missed whatever data.test_fraction evaluation ran with. Read once per context."""
+        """The examples of the cell's task and split that evaluation drew, by id: those its
+        predictions name (only their rows are read out of hub data), else every example it could
+        have drawn (the whole split; for sources split by a stable hash of the id, the whole pool,
+        whatever data.test_fraction evaluation ran with). Read once per context and id."""
         name = record["task"]["name"]
         split = (record.get("data") or {}).get("split", "test")
         source, local_path = self.record_source(record)
         key = (name, split, source, local_path)
-        if key in self._task_cache:
-            return self._task_cache[key]
+        known = self._task_cache.setdefault(key, {})
+        wanted = {str(row["id"]) for row in self.predictions(record) if row.get("id") is not None} or None
+        if key in self._whole_tasks or (wanted is not None and wanted <= known.keys()):
+            return known
         if name not in task_names():
             raise LatentTraitsError(
                 f"target task {name!r} has no conf/tasks/{name}.yaml here, so its questions cannot be "
                 "re-read; run the analysis from the repository that evaluated it")
-        examples, _ = load_examples(load_task_spec(name), split=split, n=None, source=source,
-                                    local_path=local_path, test_fraction=1.0 if split == "test" else 0.0)
-        self._task_cache[key] = {str(e["id"]): e for e in examples}
-        return self._task_cache[key]
+        examples, _ = load_examples(load_task_spec(name), split=split, source=source, local_path=local_path,
+                                    test_fraction=1.0 if split == "test" else 0.0,
+                                    ids=None if wanted is None else wanted - known.keys())
+        known.update({str(e["id"]): e for e in examples})
+        if wanted is None:
+            self._whole_tasks.add(key)
+        return known
 
     def reference_texts(self, record: dict[str, Any]) -> dict[str, str] | None:
         """{example id: reference target text} of the cell's evaluation examples, re-read from
