@@ -4,8 +4,9 @@ A synthetic stand-in for the Amazon reviews train split (its schema: class_index
 review_title, review_text; `--rows` rows of about 430 characters) is written once as an Arrow
 dataset and memory-mapped, as datasets.load_dataset serves a cached hub split. Each side loads
 `--n` training examples of task amazon through `datasets.load_dataset` (patched to serve that
-dataset), in its own fresh process, reporting wall time and the load's peak RSS (Linux's VmHWM, reset after
-the imports and the dataset's opening, less the RSS at that point):
+dataset), in fresh processes: one for the wall time and the load's peak RSS (Linux's VmHWM, reset
+after the imports and the dataset's opening, less the RSS at that point; it counts the memory-mapped
+dataset pages read, which the kernel can reclaim), one traced for its peak Python heap (tracemalloc):
 
 - keys: load_examples(source=hub), which reads the id and label columns of every row and the
   full rows of the chosen examples only;
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +56,8 @@ def status_kib(field: str) -> int:
     return int(line.split()[1])
 
 
-def measure(folder: str, side: str, n: int, class_ratio: str | None) -> None:
-    """One side in this (fresh) process; prints a JSON line."""
+def measure(folder: str, side: str, n: int, class_ratio: str | None, trace: bool) -> None:
+    """One side in this (fresh) process; prints a JSON line: its time, or (trace) its memory."""
     import datasets
 
     from latent_traits.data.catalog import load_task_spec
@@ -65,6 +67,8 @@ def measure(folder: str, side: str, n: int, class_ratio: str | None) -> None:
     from latent_traits.io import stable_hash
 
     served = datasets.load_from_disk(folder)
+    if trace:
+        tracemalloc.start()
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS from here: the imports are not the load's
     before = status_kib("VmRSS")
     datasets.load_dataset = lambda *args, **kwargs: served
@@ -77,9 +81,9 @@ def measure(folder: str, side: str, n: int, class_ratio: str | None) -> None:
         rows = normalise_all(spec, load_hub(spec, "train"), "")
         examples, _ = apply_transforms(rows, list(spec.labels), transforms, n, 0)
     seconds = time.perf_counter() - started
-    peak_mib = (status_kib("VmHWM") - before) / 1024
-    print(json.dumps({"side": side, "seconds": round(seconds, 2), "load_peak_rss_mib": round(peak_mib),
-                      "examples": len(examples), "hash": stable_hash(examples)}))
+    figures = {"python_heap_peak_mib": round(tracemalloc.get_traced_memory()[1] / 2**20)} if trace else {
+        "seconds": round(seconds, 2), "load_peak_rss_mib": round((status_kib("VmHWM") - before) / 1024)}
+    print(json.dumps({"side": side, **figures, "examples": len(examples), "hash": stable_hash(examples)}))
 
 
 def main() -> None:
@@ -88,9 +92,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--class-ratio", default=None)
     parser.add_argument("--measure", nargs=2, metavar=("FOLDER", "SIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        measure(*args.measure, args.n, args.class_ratio)
+        measure(*args.measure, args.n, args.class_ratio, args.trace)
         return
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
@@ -98,11 +103,13 @@ def main() -> None:
         print(f"wrote {args.rows:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
         results = {}
         for side in ("keys", "every_row"):
-            command = [sys.executable, __file__, "--measure", str(Path(tmp) / "split"), side, "--n", str(args.n)]
-            if args.class_ratio:
-                command += ["--class-ratio", args.class_ratio]
-            out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
-            results[side] = json.loads(out.strip().splitlines()[-1])
+            results[side] = {}
+            for trace in (False, True):  # time and RSS without tracemalloc's overhead; the heap with it
+                command = [sys.executable, __file__, "--measure", str(Path(tmp) / "split"), side, "--n", str(args.n)]
+                command += ["--class-ratio", args.class_ratio] if args.class_ratio else []
+                command += ["--trace"] if trace else []
+                out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+                results[side].update(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(results[side]), flush=True)
         same = results["keys"]["hash"] == results["every_row"]["hash"]
         print(f"identical examples: {same}")

@@ -118,7 +118,7 @@ def test_rows_from_texts(tiny_tokenizer_and_model):
     tokenizer, _ = tiny_tokenizer_and_model
     goat, imdb = spec("goat"), spec("imdb")
     examples = [{"id": "a", "input": "1 + 1", "target": "1 + 1 = 2", "answer": "2"}]
-    rows = rows_from_texts(goat, examples, ["1 + 1 = 2\nmore"], tokenizer)
+    rows = rows_from_texts(goat, examples, ["1 + 1 = 2\n\nmore"], tokenizer)
     assert rows[0]["raw_output"] == "1 + 1 = 2" and rows[0]["correct"] and rows[0]["parsed"] == "2"
     rows = rows_from_texts(imdb, [{"id": "b", "input": "good", "label": "1"}], ["1"], tokenizer)
     assert rows[0] | {"output_tokens": None} == {"id": "b", "reference": "1", "raw_output": "1", "parsed": "1",
@@ -226,3 +226,27 @@ def test_real_vllm_backend_on_the_tiny_model(tmp_path, tiny_model_cfg):
             assert all(r["parsed"] in record["task"]["labels"] for r in rows)
         same = sum(r["raw_output"] == h["raw_output"] for r, h in zip(rows, hf[key][1], strict=True))
         assert same >= len(rows) // 2, f"{key}: vLLM and HF agree on {same} of {len(rows)} greedy outputs"
+
+
+def test_until_end_of_text_gives_each_row_the_context_left_after_its_prompt(tiny_tokenizer_and_model):
+    """The study's generation: no stop string, up to the context length (each vLLM request its own room)."""
+    gsm8k = spec("gsm8k")
+    study = {"until": "end_of_text", "context_length": 2048, "max_new_tokens_cap": 96}
+    kwargs = [sampling_kwargs(gsm8k, study, i, prompt_length=n, model_context=4096) for i, n in enumerate((100, 300))]
+    assert [(k["max_tokens"], k["stop"]) for k in kwargs] == [(1948, []), (1748, [])]
+    assert sampling_kwargs(gsm8k, study, 0, prompt_length=100, model_context=1024)["max_tokens"] == 924
+    with pytest.raises(LatentTraitsError, match=r"a prompt of 2048 tokens leaves no room within "
+                                                r"eval.decoding.context_length=2048"):
+        sampling_kwargs(gsm8k, study, 0, prompt_length=2048, model_context=4096)
+    texts = ["4 + 4 = 8\n\nQuestion: more", "#### 8"]
+    examples = [{"id": "a", "input": "q", "target": "#### 8"}] * 2
+    rows = rows_from_texts(gsm8k, examples, texts, tiny_tokenizer_and_model[0], stop=[])
+    assert [r["raw_output"] for r in rows] == texts  # nothing cut: only end-of-text ended them
+
+
+def test_until_joins_the_cell_settings_only_when_not_the_default():
+    """Cells decoded before eval.decoding.until existed keep their settings hash."""
+    default = runner.decoding_settings(compose_config("evaluate", []), "imdb/lora_r8_s0", "gsm8k")
+    paper = runner.decoding_settings(compose_config("evaluate", ["experiment=paper"]), "imdb/lora_r64_s0", "gsm8k")
+    assert "until" not in default and "context_length" not in default
+    assert (paper["until"], paper["context_length"], paper["do_sample"]) == ("end_of_text", 2048, True)

@@ -8,6 +8,7 @@ import datasets
 import pytest
 from conftest import CONF, fixture_rows
 
+from latent_traits.data import load
 from latent_traits.data.catalog import load_task_spec
 from latent_traits.data.labels import normalise_all
 from latent_traits.data.load import hub_split_is_shared, load_examples, load_hub, pick_split
@@ -69,22 +70,27 @@ def test_selecting_on_keys_gives_the_examples_of_reading_every_row(task, split, 
 
 
 def test_only_the_chosen_rows_leave_the_arrow_table(hub, monkeypatch):
-    """Every column of a row is read only for the n chosen rows; the other rows give their id
-    and label columns alone."""
+    """Whole rows become Python objects only for the n chosen examples; of the other rows only
+    the id and label columns are read."""
     spec = load_task_spec("paws", CONF)
     rows = scaled_rows("paws", 500)
     hub(rows)
     reads = []
-    to_list = datasets.Dataset.to_list
+    to_list, arrow_columns = datasets.Dataset.to_list, load.arrow_columns
 
     def counting_to_list(self):
-        reads.append((len(self), sorted(self.column_names)))
+        reads.append(("rows", len(self), sorted(self.column_names)))
         return to_list(self)
 
+    def counting_arrow_columns(table, names):
+        reads.append(("columns", len(table), sorted(names)))
+        return arrow_columns(table, names)
+
     monkeypatch.setattr(datasets.Dataset, "to_list", counting_to_list)
+    monkeypatch.setattr(load, "arrow_columns", counting_arrow_columns)
     examples, _ = load_examples(spec, "train", n=12, seed=0, source="hub")
     assert len(examples) == 12
-    assert reads == [(len(rows), ["id", "label"]), (12, ["id", "label", "sentence1", "sentence2"])]
+    assert reads == [("columns", len(rows), ["id", "label"]), ("rows", 12, ["id", "label", "sentence1", "sentence2"])]
 
 
 def test_ids_read_exactly_those_examples(hub):

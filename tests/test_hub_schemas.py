@@ -91,3 +91,17 @@ def test_metamathqa_references_come_from_its_answer_line(hub):
     hub(fixture_rows("metamathqa"))
     examples, _ = load_examples(spec, "train", source="hub", test_fraction=0.0)
     assert sorted(reference_answer(e, spec.answer_forms) for e in examples) == ["18", "\\frac{3}{4}"]
+
+
+@pytest.mark.parametrize("task", [t for t in task_names(CONF) if load_task_spec(t, CONF).type == "generation"])
+def test_a_perfect_answer_is_never_cut(task, tiny_tokenizer_and_model):
+    """Every recorded target of a generation task holds none of its stop strings and fits its
+    max_new_tokens: goat's multi-line divisions were cut at the first newline (version 2)."""
+    spec = load_task_spec(task, CONF)
+    tokenizer = tiny_tokenizer_and_model[0]
+    column = spec.hub["columns"]["target"]
+    for row in fixture_rows(task):
+        target = str(row[column]).strip()
+        assert not [s for s in spec.stop if s in target], (task, target[:80])
+        if task != "magicoder":  # code answers run to 3,100 tokens (data.overlong drops them in training)
+            assert len(tokenizer(target, add_special_tokens=False)["input_ids"]) <= spec.max_new_tokens, target[:80]

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from latent_traits.data.catalog import load_task_spec
-from latent_traits.data.spec import TaskSpec
+from latent_traits.data.spec import BOS_MODES, TaskSpec
 from latent_traits.errors import ConfigError, LatentTraitsError
 from latent_traits.redact import refuse_secrets_in_config
 from latent_traits.safe_paths import check_adapter_id, check_name
@@ -65,8 +65,9 @@ def target_specs(cfg: DictConfig) -> list[tuple[TaskSpec, dict[str, Any]]]:
         entries = {key: to_plain(tasks[key]) for key in tasks}
         specs = {key: TaskSpec.from_config(entry.pop("task")) for key, entry in entries.items()}
     out = []
+    prompt = OmegaConf.select(cfg, "data.prompt", default=None)
     for key in sorted(entries):
-        entry, spec = entries[key], specs[key]
+        entry, spec = entries[key], specs[key].with_prompt_format(to_plain(prompt) if prompt is not None else None)
         if not spec.scorable:
             raise LatentTraitsError(
                 f"target task {spec.name!r} has no automatic scorer (scorer: none): leave it out of "
@@ -130,7 +131,9 @@ def _int(example: int, low: int | None = None, **kw: Any) -> Rule:
 
 FRACTION = Rule("number", 0.3, low=0.0, high=1.0)
 COMMON_RULES = {"seed": _int(0, 0), "data.test_fraction": FRACTION, "data.max_input_tokens": _int(64, 1, nullable=True),
-                "data.source": Rule("choice", "offline", choices=("offline", "hub", "local"))}
+                "data.source": Rule("choice", "offline", choices=("offline", "hub", "local")),
+                "data.prompt.bos": Rule("choice", "tokenizer", choices=BOS_MODES),
+                "data.prompt.empty_instruction_newline": Rule("bool", False)}
 RULES: dict[str, dict[str, Rule]] = {
     "train": {
         **COMMON_RULES,
@@ -160,6 +163,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "eval.decoding.do_sample": Rule("bool", False), "eval.decoding.temperature": Rule("number", 0.7, above=0),
         "eval.decoding.top_p": Rule("number", 0.95, above=0, high=1),
         "eval.decoding.max_new_tokens_cap": _int(96, 1, nullable=True),
+        "eval.decoding.until": Rule("choice", "stop", choices=("stop", "end_of_text"), required=False),
+        "eval.decoding.context_length": _int(2048, 1, required=False),
     },
     "analyze": {  # the analysis group's files may change: check what is there
         "analysis.n_components": _int(2, 1, nullable=True, required=False),

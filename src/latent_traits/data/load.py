@@ -16,7 +16,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from latent_traits.data.labels import check_labels, normalise_all
+from latent_traits.data.labels import canonical_label, check_labels, normalise_all
 from latent_traits.data.offline import load_offline
 from latent_traits.data.spec import TaskSpec
 from latent_traits.data.transforms import add_label_noise, select_examples
@@ -39,8 +39,11 @@ def pick_split(examples: list[dict[str, Any]], split: str, test_fraction: float)
         raise LatentTraitsError(f"test_fraction={test_fraction}: use a value between 0 and 1")
     chosen = []
     for example in examples:
-        example = dict(example)
-        key = str(example.pop("split_key", None) or example["id"])
+        if isinstance(example, dict):
+            example = dict(example)
+            key = str(example.pop("split_key", None) or example["id"])
+        else:  # a HubKey: split by its id
+            key = example["id"]
         if in_test_split(key, test_fraction) == (split == "test"):
             chosen.append(example)
     return chosen
@@ -147,18 +150,59 @@ def load_hub(spec: TaskSpec, split: str, limit: int | None = None) -> list[dict[
     return map_hub_rows(spec, table.to_list(), hub_split)
 
 
-def hub_keys(spec: TaskSpec, table, hub_split: str) -> list[dict[str, Any]]:
-    """One light record per hub row, {id, row[, label]}: all that splitting, the id and label checks
-    and sampling read, taken from the id and label columns alone. The ids are those load_hub gives."""
+class HubKey:
+    """A hub row before it is read: its position, id and (classification) label, served as
+    key["row"], key["id"], key["label"], all that splitting, the checks and sampling read. Light:
+    a positional id is spelled only when asked for, and equal labels share one string."""
+
+    __slots__ = ("row", "label", "_id", "_prefix")
+
+    def __init__(self, row: int, label: str | None, id_: str | None, prefix: str):
+        self.row, self.label, self._id, self._prefix = row, label, id_, prefix
+
+    @property
+    def id(self) -> str:
+        return self._id if self._id is not None else f"{self._prefix}-{self.row}"
+
+    def __getitem__(self, name: str):
+        return getattr(self, name)
+
+    def get(self, name: str, default=None):
+        return getattr(self, name, default)
+
+
+def arrow_columns(table, names: list[str]) -> dict[str, list]:
+    """Whole columns of a datasets.Dataset as Python lists, read through Arrow (no row dicts)."""
+    if not names:
+        return {}
+    data = table.select_columns(names).with_format("arrow")[:]
+    return {name: data.column(name).to_pylist() for name in names}
+
+
+def hub_keys(spec: TaskSpec, table, hub_split: str) -> list[HubKey]:
+    """One HubKey per hub row, from the id and label columns alone; ids and labels are those
+    load_hub and normalise_all give (row_id, map_columns' threshold, canonical_label)."""
     hub = spec.hub or {}
+    prefix = f"{spec.name}-{hub_split}"
     id_column = hub.get("id_column")
-    label = {"label": hub["columns"]["label"]} if spec.is_classification and "label" in hub.get("columns", {}) else {}
-    wanted = [c for c in [*([id_column] if isinstance(id_column, str) else id_column or []), *column_names(label)]
-              if c in table.column_names]
-    rows = table.select_columns(sorted(set(wanted))).to_list() if wanted else [{} for _ in range(len(table))]
-    keys = map_hub_rows(spec, rows, hub_split, columns=label)
-    for position, key in enumerate(keys):
-        key["row"] = position
+    id_names = [c for c in ([id_column] if isinstance(id_column, str) else list(id_column or []))]
+    id_names = id_names if id_names and all(c in table.column_names for c in id_names) else []
+    label_column = (hub.get("columns") or {}).get("label") if spec.is_classification else None
+    columns = arrow_columns(table, sorted({*id_names, *([label_column] if label_column else [])}))
+    labels: dict[Any, str] = {}  # raw value -> the task's label, each worked out once
+
+    def label_of(raw: Any) -> str:
+        if raw not in labels:
+            [mapped] = map_columns([{label_column: raw}], {"label": label_column}, hub_where(spec, hub_split),
+                                   id_prefix=prefix, label_threshold=hub.get("label_threshold"))
+            labels[raw] = canonical_label(spec, str(mapped["label"]))[0]
+        return labels[raw]
+
+    keys = []
+    for position in range(len(table)):
+        id_ = f"{prefix}-" + "-".join(str(columns[c][position]) for c in id_names) if id_names else None
+        label = label_of(columns[label_column][position]) if label_column else None
+        keys.append(HubKey(position, label, id_, prefix))
     return keys
 
 
@@ -352,7 +396,8 @@ def load_examples(
         raise LatentTraitsError(
             f"task {spec.name!r}: split {split!r} from {origin} is empty (test_fraction={test_fraction}); "
             "check the split settings or the file")
-    examples = normalise_all(spec, examples, origin)
+    if table is None:  # hub keys carry the task's labels already
+        examples = normalise_all(spec, examples, origin)
     check_labels(spec, examples, origin)
     check_unique_ids(examples, origin, spec)
     labels = list(spec.labels) if spec.is_classification else None
@@ -362,7 +407,7 @@ def load_examples(
     else:
         examples = select_examples(examples, labels, transforms, n, seed)
     if table is not None:  # the chosen keys' full rows; labels already checked on every key
-        examples = normalise_all(spec, materialise_hub(spec, table, hub_split, examples), origin="")
+        examples = normalise_all(spec, materialise_hub(spec, table, hub_split, examples), origin)
     examples, transform_report = add_label_noise(examples, labels, transforms, seed)
     if not examples and ids is None:  # ids: the caller sees which it did not get
         raise LatentTraitsError(

@@ -1,4 +1,5 @@
-"""The study's zero-shot prompt format: ``{instruction}\\n{input}\\n{Cue}:\\n{target}<eos>``."""
+"""The study's zero-shot prompt format: ``{instruction}\\n{input}\\n{Cue}:\\n{target}<eos>``, with
+the beginning-of-sequence token and the empty instruction's newline as data.prompt says."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def format_prompt(spec: TaskSpec, text: str) -> str:
-    """Everything the model sees before its answer; the target follows directly."""
-    head = f"{spec.instruction}\n" if spec.instruction else ""
+    """Everything the model sees before its answer; the target follows directly. Without an
+    instruction the prompt starts at the input, or (data.prompt.empty_instruction_newline, the
+    authors' template) with the newline that followed the empty instruction."""
+    newline = "\n" if spec.prompt_format.empty_instruction_newline else ""
+    head = f"{spec.instruction}\n" if spec.instruction else newline
     return f"{head}{text}\n{spec.cue}:\n"
 
 
@@ -28,9 +32,17 @@ def truncate_input(text: str, tokenizer, max_tokens: int | None) -> str:
 
 
 def encode_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | None) -> list[int]:
-    """Prompt token ids; shared by training and evaluation so both see identical tokens."""
+    """Prompt token ids; shared by training and evaluation so both see identical tokens. The
+    beginning-of-sequence token as data.prompt.bos says (spec.PromptFormat)."""
     prompt = format_prompt(spec, truncate_input(text, tokenizer, max_input_tokens))
-    return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    bos = spec.prompt_format.bos
+    ids = tokenizer(prompt, add_special_tokens=bos != "none")["input_ids"]
+    if bos == "literal_plus_tokenizer":
+        if tokenizer.bos_token_id is None:
+            raise LatentTraitsError("data.prompt.bos=literal_plus_tokenizer: the tokenizer of this model has no "
+                                    "BOS token; use data.prompt.bos=tokenizer")
+        ids = [tokenizer.bos_token_id, *ids]
+    return ids
 
 
 def fit_prompt(spec: TaskSpec, text: str, tokenizer, max_input_tokens: int | None, room: int) -> list[int]:

@@ -146,6 +146,43 @@ def max_new_tokens(spec: TaskSpec, decoding: dict[str, Any]) -> int:
     return min(spec.max_new_tokens, cap) if cap else spec.max_new_tokens
 
 
+UNTIL = ("stop", "end_of_text")
+
+
+def until_end_of_text(decoding: dict[str, Any]) -> bool:
+    until = decoding.get("until", "stop")
+    if until not in UNTIL:
+        raise LatentTraitsError(f"eval.decoding.until={until!r} is not one of {UNTIL}")
+    return until == "end_of_text"
+
+
+def generation_stop(spec: TaskSpec, decoding: dict[str, Any]) -> list[str]:
+    """The stop strings of a generation task's rows: the task's, or none with until=end_of_text."""
+    return [] if until_end_of_text(decoding) else list(spec.stop)
+
+
+def generation_room(spec: TaskSpec, decoding: dict[str, Any], prompt_length: int,
+                    model_context: int | None = None) -> int:
+    """New tokens a row of `prompt_length` prompt tokens may write. until=stop (the default): the
+    task's max_new_tokens (capped). until=end_of_text (the study's: one sample up to the context
+    length): whatever eval.decoding.context_length (and the model's own context) leaves after
+    the prompt."""
+    if not until_end_of_text(decoding):
+        return max_new_tokens(spec, decoding)
+    context = min(int(decoding.get("context_length") or 0), model_context or float("inf"))
+    if context - prompt_length < 1:
+        raise LatentTraitsError(
+            f"task {spec.name!r}: a prompt of {prompt_length} tokens leaves no room within "
+            f"eval.decoding.context_length={decoding.get('context_length')} (the model's context: "
+            f"{model_context}); raise it or lower data.max_input_tokens")
+    return int(context - prompt_length)
+
+
+def answer_reserve(spec: TaskSpec, decoding: dict[str, Any]) -> int:
+    """Tokens a prompt must leave free in the model's context: the task's answer length."""
+    return spec.max_new_tokens if until_end_of_text(decoding) else max_new_tokens(spec, decoding)
+
+
 def score_generation(spec: TaskSpec, example: dict, text: str, code: dict[str, Any] | None) -> dict[str, Any]:
     """The scorer-specific fields of one generation row (reference, parsed, correct, ...)."""
     if spec.scorer == "code_match":
@@ -172,7 +209,10 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
     seed, sampled = decoding.get("seed"), bool(decoding.get("do_sample", False))
     if seed is not None and table.adapters != [None]:
         raise LatentTraitsError("sampled cells are decoded one cell at a time (their seeds are per cell)")
-    limits = {"max_new_tokens": max_new_tokens(spec, decoding), "stop": list(spec.stop)}
+    longest = max((len(p) for p in table.prompts), default=0)  # one generate call serves every row
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    limits = {"max_new_tokens": generation_room(spec, decoding, longest, context),
+              "stop": generation_stop(spec, decoding)}
     if sampled:  # one generate call per batch, seeded per batch: batches are a fixed partition
         for b, batch in enumerate(progress(table.batches)):
             prompts, routing = table.batch(batch)
@@ -206,7 +246,7 @@ def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: 
     together (default batch_size); prompt passes of at most batch_size rows fill that pool."""
     prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,  # room for the answer
                                     context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
-                                    reserve=max_new_tokens(spec, decoding))
+                                    reserve=answer_reserve(spec, decoding))
     table = Rows(adapters, prompts, batch_size)
 
     def progress(batches, total=None):

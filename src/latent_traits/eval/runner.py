@@ -7,7 +7,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from latent_traits.config import check_against_model, model_record, model_settings, target_specs, to_plain
 from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.data.load import load_examples
-from latent_traits.data.spec import TaskSpec
+from latent_traits.data.spec import PromptFormat, TaskSpec
 from latent_traits.errors import (
     ConfigError,
     CorruptArtifactError,
@@ -207,6 +207,9 @@ def cell_seed(eval_seed: int, adapter_id: str, task: str) -> int:
 
 def decoding_settings(cfg: DictConfig, adapter_id: str, task: str) -> dict[str, Any]:
     decoding = {**to_plain(cfg.eval.decoding), "max_input_tokens": cfg.data.max_input_tokens}
+    if decoding.get("until", "stop") == "stop":  # the default: cells made before the keys existed keep their hash
+        decoding.pop("until", None)
+        decoding.pop("context_length", None)
     if backend_name(cfg.eval) != "hf":  # another backend's predictions are other cells (hf's keep their hash)
         decoding["backend"] = backend_name(cfg.eval)
     if decoding.get("do_sample"):
@@ -269,6 +272,20 @@ def check_same_split(cfg: DictConfig, adapters: list[Adapter]) -> None:
             f"training examples into the test split: evaluate with data.test_fraction={trained['test_fraction']}")
 
 
+def warn_on_other_prompt_format(cfg: DictConfig, adapters: list[Adapter]) -> None:
+    """An adapter evaluated with other prompts than it trained on (data.prompt) is a legitimate
+    experiment, but rarely an intended one: said once per adapter."""
+    evaluated = PromptFormat.from_config(to_plain(cfg.data.get("prompt")))
+    for adapter in adapters:
+        settings = (adapter.train_result or {}).get("settings")
+        if settings is None:
+            continue
+        trained = PromptFormat.from_config((settings.get("data") or {}).get("prompt"))
+        if trained != evaluated:
+            log.warning("adapter %s trained with data.prompt=%s and is evaluated with data.prompt=%s: its prompts "
+                        "are spelled otherwise than in training", adapter.id, asdict(trained), asdict(evaluated))
+
+
 def is_finished(path: Path, settings_hash: str) -> bool:
     record = existing_record(path)
     return bool(record) and record.get("status") == "complete" and record.get("settings_hash") == settings_hash
@@ -283,6 +300,7 @@ def evaluate_all(cfg: DictConfig) -> list[Path]:
         check_vllm_backend(to_plain(cfg.eval.decoding))
     adapters = discover_adapters(cfg.paths.adapters_dir, model_name, cfg.eval.adapters)
     check_same_split(cfg, adapters)
+    warn_on_other_prompt_format(cfg, adapters)
     if not adapters and not cfg.eval.get("allow_base_only", False):
         raise LatentTraitsError(
             f"no trained adapters for model {model_name!r} under {Path(cfg.paths.adapters_dir) / model_name}; "

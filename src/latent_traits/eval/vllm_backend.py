@@ -5,8 +5,9 @@ requests of its cells, so vLLM keeps several adapters on the GPU and switches pe
 Classification uses vLLM's guided choice over the label strings (``StructuredOutputsParams(choice=)``
 in current vLLM, ``GuidedDecodingParams(choice=)`` in older releases) at temperature 0, which is
 greedy among the allowed continuations, as the HF backend's constrained choice. Generation is greedy,
-or sampled with a seed per example, with the task's max_new_tokens and stop strings. Prompts are
-the same token ids the HF backend feeds (``encode_prompt``); rows, metrics and records come from the
+or sampled with a seed per example, with the task's max_new_tokens and stop strings (or until
+end-of-text, eval.decoding.until). Prompts are the same token ids the HF backend feeds
+(``encode_prompt``); rows, metrics and records come from the
 same code (``latent_traits.eval.cells``), so both backends write the same files. vLLM computes no
 per-label log-probabilities here: classification rows carry ``label_scores: null``.
 
@@ -30,8 +31,9 @@ from latent_traits.errors import LatentTraitsError
 from latent_traits.eval.cells import (
     cell_metrics,
     classification_row,
+    generation_room,
     generation_row,
-    max_new_tokens,
+    generation_stop,
 )
 from latent_traits.eval.decoding import cut_at_stop
 from latent_traits.io import atomic_path, stable_hash
@@ -111,15 +113,17 @@ def engine_kwargs(model_dir: str, dtype: str, ranks: Sequence[int], vllm_cfg: di
 
 
 def sampling_kwargs(spec: TaskSpec, decoding: dict[str, Any], example_index: int,
-                    label_lengths: Sequence[int] = ()) -> dict[str, Any]:
+                    label_lengths: Sequence[int] = (), prompt_length: int = 0,
+                    model_context: int | None = None) -> dict[str, Any]:
     """SamplingParams arguments of one request (`choice` becomes the guided-choice constraint).
     Classification: greedy guided choice over the labels. Generation: greedy, or sampled with the
-    cell's seed plus the example's index (a resumed cell draws the same samples)."""
+    cell's seed plus the example's index (a resumed cell draws the same samples); its length and
+    stop strings as cells.generation_room and generation_stop say (each row its own room)."""
     if spec.is_classification:
         return {"temperature": 0.0, "max_tokens": max(label_lengths, default=8) + 1,
                 "choice": list(spec.labels)}
-    kwargs: dict[str, Any] = {"max_tokens": max_new_tokens(spec, decoding), "stop": list(spec.stop),
-                              "skip_special_tokens": True}
+    kwargs: dict[str, Any] = {"max_tokens": generation_room(spec, decoding, prompt_length, model_context),
+                              "stop": generation_stop(spec, decoding), "skip_special_tokens": True}
     if decoding.get("do_sample"):
         seed = decoding.get("seed")
         kwargs.update(temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)),
@@ -146,12 +150,14 @@ def to_sampling_params(kwargs: dict[str, Any], sampling_module: Any) -> Any:
 
 
 def rows_from_texts(spec: TaskSpec, examples: list[dict], texts: list[str], tokenizer,
-                    code: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Prediction rows from vLLM's output texts, built by the same code as the HF backend's."""
+                    code: dict[str, Any] | None = None, stop: list[str] | None = None) -> list[dict[str, Any]]:
+    """Prediction rows from vLLM's output texts, built by the same code as the HF backend's
+    (`stop`: the stop strings the requests had; default the task's)."""
     if len(texts) != len(examples):
         raise LatentTraitsError(f"vLLM returned {len(texts)} outputs for {len(examples)} prompts of {spec.name}")
     if not spec.is_classification:
-        return [generation_row(spec, e, cut_at_stop(t, list(spec.stop)), tokenizer, code)
+        stop = list(spec.stop) if stop is None else stop
+        return [generation_row(spec, e, cut_at_stop(t, stop), tokenizer, code)
                 for e, t in zip(examples, texts, strict=True)]
     rows = []
     for example, text in zip(examples, texts, strict=True):
@@ -187,7 +193,8 @@ class VllmEngine:
         self.tokenizer = load_tokenizer(model_cfg, cache_dir)
         dtype = str(resolve_dtype(model_cfg.get("dtype"))).removeprefix("torch.")
         ranks = [adapter_rank(a.path) for a in adapters if a.path is not None]
-        self.llm = vllm.LLM(**engine_kwargs(vllm_model_dir(model_cfg, cache_dir), dtype, ranks, vllm_cfg, seed))
+        self.engine_settings = engine_kwargs(vllm_model_dir(model_cfg, cache_dir), dtype, ranks, vllm_cfg, seed)
+        self.llm = vllm.LLM(**self.engine_settings)
         self.lora_ids = lora_ids([a.id for a in adapters if a.path is not None])
 
     def lora_request(self, adapter: Any) -> Any:
@@ -205,11 +212,13 @@ class VllmEngine:
         prompts = [encode_prompt(spec, e["input"], self.tokenizer, max_input_tokens) for e in examples]
         label_lengths = [len(self.tokenizer(label, add_special_tokens=False)["input_ids"])
                          for label in spec.labels or ()]
-        params = [to_sampling_params(sampling_kwargs(spec, decoding, i, label_lengths), sampling_module)
-                  for i in range(len(examples))]
+        context = self.engine_settings["max_model_len"]
+        params = [to_sampling_params(sampling_kwargs(spec, decoding, i, label_lengths, len(prompts[i]), context),
+                                     sampling_module) for i in range(len(examples))]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
                                     lora_request=self.lora_request(adapter), use_tqdm=False)
-        rows = rows_from_texts(spec, examples, [o.outputs[0].text for o in outputs], self.tokenizer, code)
+        rows = rows_from_texts(spec, examples, [o.outputs[0].text for o in outputs], self.tokenizer, code,
+                               stop=None if spec.is_classification else generation_stop(spec, decoding))
         return (rows, *cell_metrics(spec, rows))
 
 

@@ -16,7 +16,7 @@ from latent_traits.config import check_against_model, model_record, model_settin
 from latent_traits.contracts import TRAIN_RESULT
 from latent_traits.data.datamodule import SourceDataModule
 from latent_traits.data.load import describe_examples, load_examples
-from latent_traits.data.spec import TaskSpec
+from latent_traits.data.spec import PromptFormat, TaskSpec
 from latent_traits.errors import LatentTraitsError
 from latent_traits.io import (
     atomic_path,
@@ -65,6 +65,8 @@ def training_settings(cfg: DictConfig) -> dict[str, Any]:
     data = to_plain(cfg.data)
     if data.get("overlong") == "refuse":  # the default changes no weights: adapters trained before it stay done
         data.pop("overlong")
+    if PromptFormat.from_config(data.get("prompt")).is_default:  # likewise the default prompt format
+        data.pop("prompt", None)
     return {
         "model": model_settings(cfg.model), "source_dataset": to_plain(cfg.source_dataset),
         "lora": to_plain(cfg.lora), "optim": to_plain(cfg.optim), "data": data,
@@ -117,9 +119,16 @@ def train_adapter(cfg: DictConfig) -> dict[str, Any]:
         return train_unlocked(cfg)
 
 
+def settings_hash_of(settings: dict[str, Any]) -> str:
+    """The hash that decides whether an adapter is done: its settings less source_dataset.pairs_with,
+    which only tells the analysis what the adapter stands for (adapters trained before it stay done)."""
+    source = {k: v for k, v in settings["source_dataset"].items() if k != "pairs_with"}
+    return stable_hash({**settings, "source_dataset": source})
+
+
 def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
     settings = training_settings(cfg)
-    settings_hash = stable_hash(settings)
+    settings_hash = settings_hash_of(settings)
     out_dir = adapter_dir(cfg)
     done = finished_result(out_dir, settings_hash, bool(cfg.train.overwrite))
     if done is not None:
@@ -129,7 +138,7 @@ def train_unlocked(cfg: DictConfig) -> dict[str, Any]:
     check_replaceable(out_dir, "the adapter folder", ADAPTER_FILES, fix="train this adapter under another tag=<name>")
     ensure_writable(out_dir.parent)  # the adapter and its checkpoints go here: fail before any work
 
-    spec = TaskSpec.from_config(cfg.source_dataset.task)
+    spec = TaskSpec.from_config(cfg.source_dataset.task).with_prompt_format(cfg.data.get("prompt"))
     examples, data_provenance = load_examples(
         spec, split=cfg.source_dataset.split, n=cfg.source_dataset.n, seed=cfg.seed,
         source=cfg.data.source, local_path=cfg.data.local_path, test_fraction=cfg.data.test_fraction,

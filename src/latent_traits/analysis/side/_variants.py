@@ -3,7 +3,7 @@
 The rule, used by every ablation and comparison: two adapters form a variant group for keys
 K when their recorded training settings (record.adapter.train_config, the settings hash
 input of train.py) are equal after removing K and the keys that only name things
-(source_dataset.name), and differ in K. Records without training settings (e.g. W&B runs
+(source_dataset.name, source_dataset.pairs_with), and differ in K. Records without training settings (e.g. W&B runs
 that did not log them) fall back to the adapter-id convention `<source>/<lora>_r<r>_s<seed>`
 with source-name suffixes (`_mislabeled`, `_nums`, `_balanced`/`_imbalanced`).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from .context import SideContext
 
-NAMING_KEYS = ("source_dataset.name",)
+NAMING_KEYS = ("source_dataset.name", "source_dataset.pairs_with")
 ADAPTER_ID = re.compile(r"^(?P<source>[^/]+)/(?P<lora>.+)_r(?P<r>\d+)_s(?P<seed>\d+)(?P<tag>.*)$")
 
 
@@ -106,3 +106,20 @@ def source_name(record: Mapping[str, Any]) -> str | None:
     """The source dataset variant's name (e.g. flipkart_balanced)."""
     settings = record["adapter"].get("train_config") or {}
     return (settings.get("source_dataset") or {}).get("name") or record["adapter"].get("source_dataset")
+
+
+def paired_task(record: Mapping[str, Any], targets: Iterable[str], aliases: Mapping[str, str] | None = None
+                ) -> str | None:
+    """The target task an adapter stands for in similarity and asymmetry, or None: `aliases`
+    (source name -> task) first, then its recorded source_dataset.pairs_with (flipkart_balanced
+    -> flipkart, metamathqa -> gsm8k, null for an ablation), else its source name where that is a
+    target (records made before pairs_with existed)."""
+    name, targets = source_name(record), set(targets)
+    settings = (record["adapter"].get("train_config") or {}).get("source_dataset") or {}
+    if aliases and name in aliases:
+        task = aliases[name]
+    elif "pairs_with" in settings:
+        task = settings["pairs_with"]
+    else:
+        task = name
+    return task if task in targets else None

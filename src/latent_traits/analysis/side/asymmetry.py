@@ -21,23 +21,21 @@ import pandas as pd
 
 from ..stats import finite_or_none, holm, two_sided_z
 from ._plots import grid, png_bytes, signed_heatmap
-from ._variants import source_name, source_task
+from ._variants import paired_task
 from .context import SideContext, SideResult
 
 NAME = "asymmetry"
 TITLE = "Asymmetry of transfer"
 
 
-def dataset_adapters(ctx: SideContext) -> dict[str, list[str]]:
-    """{dataset that is also a target: [adapter rows that stand for it]}."""
+def dataset_adapters(ctx: SideContext, aliases: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """{dataset that is also a target: [adapter rows that stand for it]} (_variants.paired_task)."""
     targets = set(ctx.analysis.matrix.columns)
     out: dict[str, list[str]] = {}
     for row in ctx.adapters():
         record = next((r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == row), None)
-        if record is None:
-            continue
-        task, name = source_task(record), source_name(record)
-        if task in targets and name == task:
+        task = paired_task(record, targets, aliases) if record is not None else None
+        if task is not None:
             out.setdefault(task, []).append(row)
     return dict(sorted(out.items()))
 
@@ -69,7 +67,7 @@ def cell_delta(ctx: SideContext, rows: list[str], task: str) -> tuple[float, flo
 
 def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
     result = SideResult(NAME, TITLE)
-    datasets = dataset_adapters(ctx)
+    datasets = dataset_adapters(ctx, dict(options.get("aliases") or {}))
     if len(datasets) < 2:
         result.skipped = (f"needs at least 2 datasets that are both a source and a target; found "
                           f"{len(datasets)} ({', '.join(datasets) or 'none'})")

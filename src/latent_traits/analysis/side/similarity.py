@@ -35,7 +35,7 @@ from ._semantic import (
 )
 from ._stylometry import SCALAR_FEATURES, style_similarity
 from ._texts import source_texts, target_texts
-from ._variants import source_name
+from ._variants import paired_task, source_name
 from .context import SideContext, SideResult
 
 NAME = "similarity"
@@ -53,15 +53,14 @@ def paired_datasets(ctx: SideContext, aliases: Mapping[str, str]
                     ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """The transfer matrix over datasets that are both source and target (rows: source, columns:
     target, same order), and the adapter rows averaged into each row. An adapter belongs to the
-    dataset its source variant is named after (or `aliases` maps it to)."""
+    dataset it pairs with (_variants.paired_task: `aliases`, its recorded pairs_with, its name)."""
     delta = ctx.analysis.delta
     members: dict[str, list[str]] = {}
     for row in delta.index:
         record = next((r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == row), None)
-        name = source_name(record) if record else None
-        name = aliases.get(name, name)
-        if name in delta.columns:
-            members.setdefault(name, []).append(row)
+        task = paired_task(record, delta.columns, aliases) if record else None
+        if task is not None:
+            members.setdefault(task, []).append(row)
     datasets = [c for c in delta.columns if c in members]
     transfer = pd.DataFrame({d: delta.loc[members[d], datasets].mean(axis=0) for d in datasets}).T
     transfer.index.name, transfer.columns.name = "source dataset", "target task"
