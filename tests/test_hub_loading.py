@@ -109,3 +109,26 @@ def test_a_missing_input_column_is_named_before_any_row_is_read(hub):
     with pytest.raises(LatentTraitsError, match=r"hub dataset stanfordnlp/imdb \(split train\): column\(s\) "
                                                 r"\['text'\] missing; columns present: \['review', 'label'\]"):
         load_examples(spec, "train", n=1, source="hub")
+
+
+def test_records_name_the_commit_a_hub_dataset_and_model_were_read_from(hub, monkeypatch, tmp_path):
+    """Unpinned, the commit the datasets cache holds (<...>/<version>/<commit>/<file>.arrow); pinned, the pin."""
+    from types import SimpleNamespace
+
+    from latent_traits.data.datasets_shims import loaded_commit
+    from latent_traits.model.transformers_shims import loaded_commit as model_commit
+
+    commit = "a" * 40
+    folder = tmp_path / "stanfordnlp___imdb" / "plain_text" / "0.0.0" / commit
+    folder.mkdir(parents=True)
+    served = datasets.Dataset.from_list(fixture_rows("imdb"))
+    served.save_to_disk(str(folder))
+    cached = datasets.load_from_disk(str(folder))
+    assert loaded_commit(cached) == commit and loaded_commit(served) is None
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: cached)
+    spec = load_task_spec("imdb", CONF)
+    assert load_examples(spec, "train", source="hub")[1]["source"] == f"hub:stanfordnlp/imdb@{commit}"
+    pinned = type(spec)(**{**spec.__dict__, "hub": {**spec.hub, "revision": "b" * 40}})
+    assert load_examples(pinned, "train", source="hub")[1]["source"] == f"hub:stanfordnlp/imdb@{'b' * 40}"
+    assert model_commit(SimpleNamespace(config=SimpleNamespace(_commit_hash=commit))) == commit
+    assert model_commit(SimpleNamespace(config=SimpleNamespace())) is None

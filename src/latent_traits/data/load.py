@@ -16,6 +16,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from latent_traits.data.datasets_shims import loaded_commit
 from latent_traits.data.labels import canonical_label, check_labels, normalise_all
 from latent_traits.data.offline import load_offline
 from latent_traits.data.spec import TaskSpec
@@ -215,10 +216,12 @@ def materialise_hub(spec: TaskSpec, table, hub_split: str, keys: list[dict[str, 
     return examples
 
 
-def hub_origin(spec: TaskSpec) -> str:
-    """hub:<id>, and @<revision> where the task pins one."""
+def hub_origin(spec: TaskSpec, table=None) -> str:
+    """hub:<id>@<commit>: the revision the task pins, else the commit the loaded table came from
+    (datasets_shims.loaded_commit); hub:<id> where neither is known."""
     hub = spec.hub or {}
-    return f"hub:{hub.get('id')}" + (f"@{hub['revision']}" if hub.get("revision") else "")
+    commit = hub.get("revision") or (loaded_commit(table) if table is not None else None)
+    return f"hub:{hub.get('id')}" + (f"@{commit}" if commit else "")
 
 
 def check_unique_ids(examples: list[dict[str, Any]], origin: str, spec: TaskSpec) -> None:
@@ -378,7 +381,7 @@ def load_examples(
         examples = pick_split(pool, split, test_fraction)
     elif source == "hub":
         table, hub_split = open_hub_split(spec, split)
-        examples, origin = hub_keys(spec, table, hub_split), hub_origin(spec)
+        examples, origin = hub_keys(spec, table, hub_split), hub_origin(spec, table)
         if hub_split_is_shared(spec):  # one hub split: train and test by a stable hash of the id
             examples = pick_split(examples, split, test_fraction)
     elif source == "local":

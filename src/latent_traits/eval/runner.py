@@ -57,6 +57,7 @@ from latent_traits.io import (
 )
 from latent_traits.locks import exclusive_all
 from latent_traits.model.factory import load_tokenizer_and_model, resolve_device
+from latent_traits.model.transformers_shims import loaded_commit
 from latent_traits.redact import redact
 from latent_traits.rerun import CELL_SELECTION, cell_command, task_overrides
 
@@ -589,7 +590,8 @@ def evaluate_cell(cfg: DictConfig, state: dict[str, Any], cell: Cell, decoded: t
             primary = "judge_accuracy"
     record = {
         "schema_version": SCHEMA_VERSION, "status": "complete",
-        "model": {**model_record(cfg.model), "name": model_name},
+        "model": {**model_record(cfg.model), "name": model_name,
+                  "loaded_commit": loaded_commit(state["resident"].base) if "resident" in state else None},
         "adapter": {
             "id": adapter.id, "path": str(adapter.path) if adapter.path else None,
             "source_dataset": (adapter.train_result or {}).get("source_dataset"),

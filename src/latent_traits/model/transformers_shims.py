@@ -7,6 +7,7 @@ public path it replaces):
   device) and on which of its methods replace keys and values.
 - `cache_keyword` / `returned_cache`: the name a model's forward takes and returns its KV cache
   by (`cache` in releases that renamed `past_key_values`), read from the forward's signature.
+- `loaded_commit`: the hub commit a model was loaded from (its config's `_commit_hash`).
 """
 
 from __future__ import annotations
@@ -127,3 +128,9 @@ def returned_cache(out):
     """The KV cache a forward returned, under either name (see cache_keyword)."""
     cache = out.get("cache")
     return out.get("past_key_values") if cache is None else cache
+
+
+def loaded_commit(model) -> str | None:
+    """The hub commit from_pretrained resolved for a model (None for local or generated weights)."""
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    return str(commit) if commit else None

@@ -30,6 +30,7 @@ from latent_traits.locks import exclusive
 from latent_traits.model.factory import load_tokenizer_and_model
 from latent_traits.model.lora_module import LoRAFineTuner
 from latent_traits.model.padding_free import padding_free_unsupported
+from latent_traits.model.transformers_shims import loaded_commit
 from latent_traits.redact import redact
 from latent_traits.rerun import task_overrides, train_command
 from latent_traits.safe_paths import check_name, check_replaceable, inside
@@ -210,7 +211,7 @@ def train_result(cfg, spec, settings, settings_hash, data_provenance, module, tr
     return redact({  # written and logged: no secret may reach it (latent_traits.redact)
         "status": "complete",
         "adapter_id": adapter_id(cfg),
-        "model": model_record(cfg.model),
+        "model": {**model_record(cfg.model), "loaded_commit": loaded_commit(module.model)},
         "source_dataset": spec.name,
         "task": spec.to_record(),
         "settings_hash": settings_hash,
