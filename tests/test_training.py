@@ -231,7 +231,7 @@ def test_train_result_contents(trained):
     assert stored["data"]["split"] == "train"
     assert stored["steps"] == 2
     assert stored["settings"]["trainer"]["max_steps"] == 2
-    assert stored["model"] == {"name": "tiny_llama", "source": "tiny_random", "revision": None}
+    assert stored["model"] == {"name": "tiny_llama", "source": "tiny_random", "revision": None, "loaded_commit": None}
     assert stored["settings"]["trainer"]["precision"] == "32-true"  # never bf16 on CPU
     assert stored["versions"]["torch"] and stored["versions"]["peft"]
     assert "git_sha" in stored
