@@ -106,7 +106,7 @@ def resample_matrix(
 ) -> Replicates | None:
     """Bootstrap replicates of `matrix` (rows x tasks); None when no cell has predictions."""
     rng = np.random.default_rng(seed)
-    by_cell = {(r.get("_row", r["adapter"]["id"]), r["task"]["name"]): r for r in cells}
+    by_cell = {(mx.cell_row(r), r["task"]["name"]): r for r in cells}
     rows, tasks = list(matrix.index), list(matrix.columns)
     values = np.broadcast_to(matrix.to_numpy(float), (n_resamples, *matrix.shape)).copy()
     has_ci = pd.DataFrame(False, index=matrix.index, columns=matrix.columns)

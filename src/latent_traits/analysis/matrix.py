@@ -97,9 +97,14 @@ def base_row(rows) -> str | None:
     return next((row for row in rows if is_base(row)), None)
 
 
+def cell_row(cell: dict[str, Any]) -> str:
+    """The matrix row of a cell record: its `_row` (<model>:<id> when models mix), else its adapter id."""
+    return cell.get("_row", cell["adapter"]["id"])
+
+
 def find_cell(cells: list[dict[str, Any]], row: str, task: str) -> dict[str, Any] | None:
     """The cell record of a matrix row (an adapter id, or <model>:<id> when models mix) and task."""
-    return next((c for c in cells if c["task"]["name"] == task and c.get("_row", c["adapter"]["id"]) == row), None)
+    return next((c for c in cells if c["task"]["name"] == task and cell_row(c) == row), None)
 
 
 def is_base(row: str) -> bool:
@@ -113,7 +118,7 @@ def base_of(row: str) -> str:
 
 
 def _pivot(cells: list[dict[str, Any]], value) -> pd.DataFrame:
-    rows = [(r.get("_row", r["adapter"]["id"]), r["task"]["name"], value(r)) for r in cells]
+    rows = [(cell_row(r), r["task"]["name"], value(r)) for r in cells]
     frame = pd.DataFrame(rows, columns=["adapter", "task", "value"])
     table = frame.pivot(index="adapter", columns="task", values="value")
     order = sorted(table.index, key=lambda row: (not is_base(row), row))
@@ -222,7 +227,7 @@ def adapter_sources(cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     tags (from the adapter's recorded settings, else the same-named column's task); base excluded."""
     sources: dict[str, dict[str, Any]] = {}
     for r in cells:
-        row = r.get("_row", r["adapter"]["id"])
+        row = cell_row(r)
         if is_base(row) or row in sources:
             continue
         source = (r["adapter"].get("train_config") or {}).get("source_dataset") or {}
@@ -252,9 +257,9 @@ def select_rows_and_tasks(cells: list[dict[str, Any]], rows: Mapping[str, Any],
                           tasks: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The cells whose row (the base always kept) and task pass analysis.rows / analysis.tasks."""
     kept = [c for c in cells
-            if (is_base(c.get("_row", c["adapter"]["id"])) or chosen(c.get("_row", c["adapter"]["id"]), rows))
+            if (is_base(cell_row(c)) or chosen(cell_row(c), rows))
             and chosen(c["task"]["name"], tasks)]
-    if not any(not is_base(c.get("_row", c["adapter"]["id"])) for c in kept):
+    if not any(not is_base(cell_row(c)) for c in kept):
         raise AnalysisError(f"analysis.rows={dict(rows)} and analysis.tasks={dict(tasks)} leave no adapter cell; "
                             "the rows are adapter ids such as imdb/lora_r8_s0 (globs: 'flipkart_*')")
     return kept

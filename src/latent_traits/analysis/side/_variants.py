@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from latent_traits.analysis.matrix import cell_row
+
 from .context import SideContext
 
 NAMING_KEYS = ("source_dataset.name", "source_dataset.pairs_with")
@@ -42,7 +44,7 @@ def adapter_settings(ctx: SideContext) -> dict[str, dict[str, str] | None]:
     out: dict[str, dict[str, str] | None] = {}
     for row in ctx.adapters():
         settings = next(((r["adapter"].get("train_config")) for r in ctx.analysis.cells
-                         if r.get("_row", r["adapter"]["id"]) == row
+                         if cell_row(r) == row
                          and r["adapter"].get("train_config")), None)
         out[row] = flatten(settings) if settings else None
     return out

@@ -33,7 +33,7 @@ def dataset_adapters(ctx: SideContext, aliases: Mapping[str, str] | None = None)
     targets = set(ctx.analysis.matrix.columns)
     out: dict[str, list[str]] = {}
     for row in ctx.adapters():
-        record = next((r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == row), None)
+        record = ctx.row_record(row)
         task = paired_task(record, targets, aliases) if record is not None else None
         if task is not None:
             out.setdefault(task, []).append(row)

@@ -107,7 +107,7 @@ def _prior_cells(ctx: SideContext, cms, tasks: list[str]) -> tuple[pd.DataFrame,
 def balance_pairs(ctx: SideContext) -> list[tuple[str, str]]:
     """(more balanced, less balanced) adapter pairs; see the module docstring for the rule."""
     def entropy(row: str) -> float:
-        record = next((r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == row), None)
+        record = ctx.row_record(row)
         dist = ((record or {}).get("adapter", {}).get("train_data") or {}).get("class_distribution")
         return normalised_entropy(dict(dist)) if dist else math.nan
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latent_traits.analysis.matrix import base_row, find_cell, is_base
+from latent_traits.analysis.matrix import base_row, cell_row, find_cell, is_base
 from latent_traits.analysis.state import Analysis, SideResult
 from latent_traits.data.catalog import load_task_spec, task_names
 from latent_traits.data.load import DATA_SOURCES, load_examples
@@ -48,6 +48,11 @@ class SideContext:
     def record(self, row: str, task: str) -> dict[str, Any] | None:
         """The cell of a matrix row (an adapter id, or <model>:<id> when models mix) and task."""
         return find_cell(self.analysis.cells, row, task)
+
+    def row_record(self, row: str) -> dict[str, Any] | None:
+        """Any one cell of a matrix row: what its adapter records (settings, training data) is the
+        same in each."""
+        return next((c for c in self.analysis.cells if cell_row(c) == row), None)
 
     def records(self, task: str | None = None, adapter: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.analysis.cells

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from latent_traits.analysis.figures import png_bytes
-from latent_traits.analysis.matrix import base_of
+from latent_traits.analysis.matrix import base_of, cell_row
 
 from ._options import merged_options
 from ._ratios import relation_ratios
@@ -85,7 +85,7 @@ def outcomes(ctx: SideContext, record: dict[str, Any]) -> dict[str, bool]:
 
 
 def _task_ratios(ctx, task, parser, o, notes) -> tuple[pd.DataFrame | None, dict[str, Any]]:
-    rows = {r.get("_row", r["adapter"]["id"]): r for r in ctx.records(task)}
+    rows = {cell_row(r): r for r in ctx.records(task)}
     adapters = [row for row in ctx.adapters() if row in rows]
     if not adapters:
         notes.append(f"`{task}`: no adapter cell.")

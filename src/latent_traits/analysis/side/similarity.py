@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from latent_traits.analysis.figures import heatmap_png, png_bytes
-from latent_traits.analysis.matrix import is_base
+from latent_traits.analysis.matrix import cell_row, is_base
 
 from ._mantel import MantelResult, mantel_test
 from ._options import merged_options
@@ -57,7 +57,7 @@ def paired_datasets(ctx: SideContext, aliases: Mapping[str, str]
     delta = ctx.analysis.delta
     members: dict[str, list[str]] = {}
     for row in delta.index:
-        record = next((r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == row), None)
+        record = ctx.row_record(row)
         task = paired_task(record, delta.columns, aliases) if record else None
         if task is not None:
             members.setdefault(task, []).append(row)
@@ -70,9 +70,9 @@ def paired_datasets(ctx: SideContext, aliases: Mapping[str, str]
 def _texts(ctx: SideContext, members: dict[str, list[str]], n: int, seed: int):
     rows, columns, origins = {}, {}, {}
     for dataset, adapters in members.items():
-        record = next(r for r in ctx.analysis.cells if r.get("_row", r["adapter"]["id"]) == adapters[0])
+        record = ctx.row_record(adapters[0])
         rows[dataset], origins[dataset] = source_texts(ctx, record, n, seed)
-        target = next((r for r in ctx.records(dataset) if is_base(r.get("_row", r["adapter"]["id"]))),
+        target = next((r for r in ctx.records(dataset) if is_base(cell_row(r))),
                       ctx.records(dataset)[0])
         columns[dataset] = target_texts(ctx, target, n, seed)
     return rows, columns, origins
@@ -133,7 +133,7 @@ def run(ctx: SideContext, options: Mapping[str, Any]) -> SideResult:
     transfer, members = paired_datasets(ctx, aliases)
     if len(members) < 3:
         sources = sorted({source_name(r) or "?" for r in ctx.analysis.cells
-                          if not is_base(r.get("_row", r["adapter"]["id"]))})
+                          if not is_base(cell_row(r))})
         result.skipped = (
             f"needs at least 3 datasets that are both a source and a target; found "
             f"{sorted(members) or 'none'} (sources {sources}, targets {list(ctx.analysis.delta.columns)}). "
