@@ -50,9 +50,14 @@ def pick_split(examples: list[dict[str, Any]], split: str, test_fraction: float)
     return chosen
 
 
+def as_names(column: str | list[str] | None) -> list[str]:
+    """A column map's entry (one column name or a list of them) as a list."""
+    return [column] if isinstance(column, str) else list(column or [])
+
+
 def row_id(row: dict[str, Any], id_column: str | list[str] | None, position: int) -> str:
     """A row's id: its id column's value, or several columns' joined by '-', else its position."""
-    names = [id_column] if isinstance(id_column, str) else list(id_column or [])
+    names = as_names(id_column)
     if names and all(n in row for n in names):
         return "-".join(str(row[n]) for n in names)
     return str(position)
@@ -60,7 +65,15 @@ def row_id(row: dict[str, Any], id_column: str | list[str] | None, position: int
 
 def column_names(columns: dict[str, Any]) -> list[str]:
     """The source columns a column map reads (a field maps to one column or a list)."""
-    return [c for column in columns.values() for c in ([column] if isinstance(column, str) else column)]
+    return [c for column in columns.values() for c in as_names(column)]
+
+
+def thresholded(label: str, threshold: float, origin: str, row_number: int) -> str:
+    """A numeric score as label "1" (>= threshold) or "0" (pile's toxicity score)."""
+    try:
+        return "1" if float(label) >= float(threshold) else "0"
+    except ValueError as err:
+        raise LatentTraitsError(f"{origin}: row {row_number}: label {label!r} is not a number to threshold") from err
 
 
 def check_columns(columns: dict[str, Any], present: list[str], origin: str) -> None:
@@ -85,7 +98,7 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
     for i, row in enumerate(rows):
         example = {"id": f"{id_prefix}-{row_id(row, id_column, i)}"}
         for field_name, column in columns.items():
-            names = [column] if isinstance(column, str) else list(column)
+            names = as_names(column)
             absent = [c for c in names if c not in row]
             if absent:
                 raise LatentTraitsError(f"{origin}: row {i + 1} lacks column(s) {absent}; it has {list(row)}")
@@ -97,11 +110,7 @@ def map_columns(rows: list[dict[str, Any]], columns: dict[str, Any], origin: str
             found = answer_line.findall(example["target"])
             example["answer"] = found[-1].strip() if found else None
         if label_threshold is not None and "label" in example:
-            try:
-                example["label"] = "1" if float(example["label"]) >= float(label_threshold) else "0"
-            except ValueError as err:
-                raise LatentTraitsError(
-                    f"{origin}: row {i}: label {example['label']!r} is not a number to threshold") from err
+            example["label"] = thresholded(example["label"], label_threshold, origin, i)
         examples.append(example)
     return examples
 
@@ -182,37 +191,38 @@ def arrow_columns(table, names: list[str]) -> dict[str, list]:
 
 def hub_keys(spec: TaskSpec, table, hub_split: str) -> list[HubKey]:
     """One HubKey per hub row, from the id and label columns alone; ids and labels are those
-    load_hub and normalise_all give (row_id, map_columns' threshold, canonical_label)."""
+    load_hub and normalise_all give (row_id's join, thresholded, canonical_label)."""
     hub = spec.hub or {}
     prefix = f"{spec.name}-{hub_split}"
-    id_column = hub.get("id_column")
-    id_names = [c for c in ([id_column] if isinstance(id_column, str) else list(id_column or []))]
+    id_names = as_names(hub.get("id_column"))
     id_names = id_names if id_names and all(c in table.column_names for c in id_names) else []
     label_column = (hub.get("columns") or {}).get("label") if spec.is_classification else None
-    columns = arrow_columns(table, sorted({*id_names, *([label_column] if label_column else [])}))
+    columns = arrow_columns(table, sorted({*id_names, *as_names(label_column)}))
+    threshold = hub.get("label_threshold")
     labels: dict[Any, str] = {}  # raw value -> the task's label, each worked out once
 
-    def label_of(raw: Any) -> str:
+    def label_of(raw: Any, position: int) -> str:
         if raw not in labels:
-            [mapped] = map_columns([{label_column: raw}], {"label": label_column}, hub_where(spec, hub_split),
-                                   id_prefix=prefix, label_threshold=hub.get("label_threshold"))
-            labels[raw] = canonical_label(spec, str(mapped["label"]))[0]
+            text = str(raw).strip()
+            if threshold is not None:
+                text = thresholded(text, threshold, hub_where(spec, hub_split), position)
+            labels[raw] = canonical_label(spec, text)[0]
         return labels[raw]
 
     keys = []
     for position in range(len(table)):
         id_ = f"{prefix}-" + "-".join(str(columns[c][position]) for c in id_names) if id_names else None
-        label = label_of(columns[label_column][position]) if label_column else None
+        label = label_of(columns[label_column][position], position) if label_column else None
         keys.append(HubKey(position, label, id_, prefix))
     return keys
 
 
-def materialise_hub(spec: TaskSpec, table, hub_split: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def materialise_hub(spec: TaskSpec, table, hub_split: str, keys: list[HubKey]) -> list[dict[str, Any]]:
     """The full raw examples of the chosen keys, in their order: only those rows leave Arrow."""
-    rows = table.select([k["row"] for k in keys]).to_list()
+    rows = table.select([k.row for k in keys]).to_list()
     examples = map_hub_rows(spec, rows, hub_split)
     for key, example in zip(keys, examples, strict=True):
-        example["id"] = key["id"]  # its position in the whole split, not in the selection
+        example["id"] = key.id  # its position in the whole split, not in the selection
     return examples
 
 
