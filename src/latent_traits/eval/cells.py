@@ -178,6 +178,11 @@ def generation_room(spec: TaskSpec, decoding: dict[str, Any], prompt_length: int
     return int(context - prompt_length)
 
 
+def context_length_of(model) -> int | None:
+    """The model's context length in tokens (its config's max_position_embeddings), if it says."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
 def answer_reserve(spec: TaskSpec, decoding: dict[str, Any]) -> int:
     """Tokens a prompt must leave free in the model's context: the task's answer length."""
     return spec.max_new_tokens if until_end_of_text(decoding) else max_new_tokens(spec, decoding)
@@ -210,8 +215,7 @@ def run_generation(model, tokenizer, spec: TaskSpec, examples: list[dict], table
     if seed is not None and table.adapters != [None]:
         raise LatentTraitsError("sampled cells are decoded one cell at a time (their seeds are per cell)")
     longest = max((len(p) for p in table.prompts), default=0)  # one generate call serves every row
-    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    limits = {"max_new_tokens": generation_room(spec, decoding, longest, context),
+    limits = {"max_new_tokens": generation_room(spec, decoding, longest, context_length_of(model)),
               "stop": generation_stop(spec, decoding)}
     if sampled:  # one generate call per batch, seeded per batch: batches are a fixed partition
         for b, batch in enumerate(progress(table.batches)):
@@ -245,7 +249,7 @@ def run_cells(model, tokenizer, spec: TaskSpec, examples: list[dict], adapters: 
     (Rows.passes; None: every batch_size rows). `decode_rows`: rows greedy generation decodes
     together (default batch_size); prompt passes of at most batch_size rows fill that pool."""
     prompts = encode_prompts_within(spec, examples, tokenizer, max_input_tokens,  # room for the answer
-                                    context=getattr(getattr(model, "config", None), "max_position_embeddings", None),
+                                    context=context_length_of(model),
                                     reserve=answer_reserve(spec, decoding))
     table = Rows(adapters, prompts, batch_size)
 

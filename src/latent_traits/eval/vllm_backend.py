@@ -218,7 +218,7 @@ class VllmEngine:
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
                                     lora_request=self.lora_request(adapter), use_tqdm=False)
         rows = rows_from_texts(spec, examples, [o.outputs[0].text for o in outputs], self.tokenizer, code,
-                               stop=None if spec.is_classification else generation_stop(spec, decoding))
+                               stop=generation_stop(spec, decoding))
         return (rows, *cell_metrics(spec, rows))
 
 
